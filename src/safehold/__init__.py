@@ -1,0 +1,3 @@
+"""safehold: backup and disaster recovery for a cloud service."""
+
+__version__ = "0.1.0"

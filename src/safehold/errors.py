@@ -1,0 +1,91 @@
+"""The one tree of errors that safehold raises.
+
+Lower layers raise these; only ``cli/main.py`` turns them into one line on stderr and an
+exit code. A class's docstring is the message template, filled with its arguments, so the
+wording lives next to the error (as borg does).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "CorruptObject",
+    "InvalidArgument",
+    "InvalidPath",
+    "NotARepository",
+    "NotFound",
+    "RepositoryExists",
+    "RepositoryMissing",
+    "SafeholdError",
+    "SnapshotNotFound",
+    "StoreError",
+    "TransientStoreError",
+    "WrongPassword",
+]
+
+
+class SafeholdError(Exception):
+    """{0}"""
+
+    exit_code = 1
+
+    def __str__(self) -> str:
+        template = (type(self).__doc__ or "{0}").strip().splitlines()[0]
+        try:
+            return template.format(*self.args)
+        except (IndexError, KeyError):
+            return " ".join(str(a) for a in self.args) or template
+
+
+class InvalidArgument(SafeholdError):
+    """{0}"""
+
+
+class StoreError(SafeholdError):
+    """Storage error: {0}"""
+
+
+class NotFound(StoreError):
+    """Object {0} not found in the store"""
+
+
+class AlreadyExists(StoreError):
+    """Object {0} already exists in the store"""
+
+
+class TransientStoreError(StoreError):
+    """Temporary storage failure on {0}: {1}"""
+
+
+class RepositoryMissing(SafeholdError):
+    """Repository {0} does not exist; create it with `safehold init`"""
+
+    exit_code = 10
+
+
+class NotARepository(SafeholdError):
+    """{0} is not a safehold repository: {1}"""
+
+    exit_code = 10
+
+
+class RepositoryExists(SafeholdError):
+    """A repository already exists at {0}; refusing to overwrite it"""
+
+
+class WrongPassword(SafeholdError):
+    """Wrong password: no key of repository {0} opens with it"""
+
+    exit_code = 12
+
+
+class CorruptObject(SafeholdError):
+    """Corrupt data in {0}: {1}"""
+
+
+class SnapshotNotFound(SafeholdError):
+    """No snapshot matches {0!r}"""
+
+
+class InvalidPath(SafeholdError):
+    """Refusing unsafe path in snapshot: {0!r}"""

@@ -1,0 +1,1 @@
+"""The repository layer: format, encryption, compression, chunking, packs, index, snapshots."""

@@ -1,0 +1,269 @@
+"""The repository: keys, config, index and snapshots on an object store.
+
+Object keys: ``config``, ``keys/<id>``, ``data/<2 hex>/<pack id>``, ``index/<id>``,
+``snapshots/<id>``. Packs, indexes and snapshots are written once and never modified;
+their id is the BLAKE3 hash of their stored bytes, so damage is detected before decryption.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from safehold.errors import (
+    AlreadyExists,
+    CorruptObject,
+    InvalidArgument,
+    NotARepository,
+    NotFound,
+    RepositoryExists,
+    RepositoryMissing,
+    WrongPassword,
+)
+from safehold.repo.compression import compress, decompress
+from safehold.repo.config import RepoConfig, read_version
+from safehold.repo.crypto import MasterKey, content_hash
+from safehold.repo.index import BlobLocation, Index, decode_index, encode_index
+from safehold.repo.keys import DEFAULT_KDF, KdfParams, KeyFile, make_key_file, unwrap
+from safehold.repo.pack import BlobType, PackEntry, parse_header, tail_length
+from safehold.repo.snapshot import Snapshot
+from safehold.repo.writer import BlobWriter
+from safehold.storage.base import ObjectStore
+
+__all__ = ["KeyInfo", "Repository", "pack_key"]
+
+JSON_COMPRESSION = 3
+
+
+def pack_key(pack_id: str) -> str:
+    return f"data/{pack_id[:2]}/{pack_id}"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    created: str
+    hostname: str
+    username: str
+    current: bool
+
+
+class Repository:
+    def __init__(self, store: ObjectStore, key: MasterKey, config: RepoConfig, key_id: str) -> None:
+        self.store = store
+        self.key = key
+        self.config = config
+        self.key_id = key_id
+        self.index = Index()
+        self._index_lock = threading.Lock()
+
+    # ---- creating and opening -------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        store: ObjectStore,
+        password: bytes,
+        kdf: KdfParams = DEFAULT_KDF,
+        **config_overrides: int,
+    ) -> Repository:
+        if store.exists() and _has_config(store):
+            raise RepositoryExists(store.location)
+        store.create()
+        key = MasterKey.generate()
+        config = RepoConfig.generate(**config_overrides)
+        key_file = make_key_file(key, password, kdf).to_bytes()
+        key_id = content_hash(key_file)
+        store.put(f"keys/{key_id}", key_file, if_absent=True)
+        try:
+            store.put("config", config.to_bytes(key), if_absent=True)
+        except AlreadyExists:
+            store.delete(f"keys/{key_id}")
+            raise RepositoryExists(store.location) from None
+        return cls(store, key, config, key_id)
+
+    @classmethod
+    def open(cls, store: ObjectStore, password: bytes) -> Repository:
+        if not store.exists():
+            raise RepositoryMissing(store.location)
+        try:
+            raw_config = store.get("config")
+        except NotFound:
+            raise NotARepository(store.location, "it has no config object") from None
+        try:
+            read_version(raw_config)
+        except CorruptObject as exc:
+            raise NotARepository(store.location, exc.args[1]) from None
+        for info in store.list("keys/"):
+            key_id = info.key.removeprefix("keys/")
+            key_file = KeyFile.from_bytes(store.get(info.key), info.key)
+            key = unwrap(key_file, password)
+            if key is not None:
+                return cls(store, key, RepoConfig.from_bytes(raw_config, key), key_id)
+        raise WrongPassword(store.location)
+
+    # ---- sealed JSON documents (index, snapshots) ---------------------------------------
+
+    def _save_document(self, kind: str, payload: bytes) -> str:
+        sealed = self.key.seal(compress(payload, JSON_COMPRESSION))
+        object_id = content_hash(sealed)
+        self.store.put(f"{kind}/{object_id}", sealed, if_absent=True)
+        return object_id
+
+    def _load_document(self, kind: str, object_id: str) -> bytes:
+        name = f"{kind}/{object_id}"
+        sealed = self.store.get(name)
+        if content_hash(sealed) != object_id:
+            raise CorruptObject(name, "content does not match its id")
+        return decompress(self.key.open(sealed, name), None, name)
+
+    def _ids(self, kind: str) -> list[str]:
+        return [info.key.removeprefix(f"{kind}/") for info in self.store.list(f"{kind}/")]
+
+    # ---- index ------------------------------------------------------------------------
+
+    def load_index(self) -> None:
+        for index_id in self._ids("index"):
+            packs = decode_index(self._load_document("index", index_id), f"index/{index_id}")
+            for pack_id, entries in packs.items():
+                self.index.add_pack(pack_id, entries)
+
+    def save_index(self, packs: dict[str, list[PackEntry]]) -> str | None:
+        return self._save_document("index", encode_index(packs)) if packs else None
+
+    def read_pack_header(self, pack_id: str) -> list[PackEntry]:
+        name = pack_key(pack_id)
+        size = self.store.stat(name).size
+        trailer = self.store.get(name, (max(0, size - 6), min(6, size)))
+        tail_len = tail_length(trailer, name)
+        if tail_len > size:
+            raise CorruptObject(name, "truncated pack: header longer than the pack")
+        tail = self.store.get(name, (size - tail_len, tail_len))
+        return parse_header(self.key, tail, size, name)
+
+    # ---- blobs ------------------------------------------------------------------------
+
+    def locate(self, blob_id: bytes) -> BlobLocation:
+        loc = self.index.get(blob_id)
+        if loc is None:
+            raise CorruptObject(f"blob {blob_id.hex()}", "not in the index (data lost?)")
+        return loc
+
+    def load_blob(self, blob_id: bytes) -> bytes:
+        loc = self.locate(blob_id)
+        name = pack_key(loc.pack)
+        try:
+            sealed = self.store.get(name, (loc.offset, loc.length))
+        except NotFound:
+            raise CorruptObject(
+                name, f"pack is missing (needed for blob {blob_id.hex()})"
+            ) from None
+        return self.decode_blob(blob_id, loc, sealed)
+
+    def decode_blob(self, blob_id: bytes, loc: BlobLocation, sealed: bytes) -> bytes:
+        """Decrypt, decompress and verify one blob read from its pack."""
+        what = f"{pack_key(loc.pack)} (blob {blob_id.hex()})"
+        if len(sealed) != loc.length:
+            raise CorruptObject(what, "truncated pack")
+        data = decompress(self.key.open(sealed, what), loc.raw_length, what)
+        if self.key.blob_id(data) != blob_id:
+            raise CorruptObject(what, "content does not match its id")
+        return data
+
+    @contextmanager
+    def writer(self, workers: int | None = None) -> Iterator[BlobWriter]:
+        """Save blobs; on a clean exit every pack is written and indexed, else abandoned."""
+        new_packs: dict[str, list[PackEntry]] = {}
+
+        def indexed(pack_id: str, entries: list[PackEntry]) -> None:
+            with self._index_lock:
+                new_packs[pack_id] = entries
+                self.index.add_pack(pack_id, entries)
+
+        writer = BlobWriter(
+            self.store,
+            self.key,
+            self.index,
+            self.config.pack_size,
+            self.config.compression_level,
+            indexed,
+            workers,
+        )
+        try:
+            yield writer
+            writer.flush()
+            self.save_index(new_packs)
+        finally:
+            writer.close()
+
+    # ---- trees ------------------------------------------------------------------------
+
+    def load_tree_document(self, tree_id: str) -> dict[str, object]:
+        try:
+            blob_id = bytes.fromhex(tree_id)
+        except ValueError:
+            raise CorruptObject(f"tree {tree_id!r}", "invalid id") from None
+        loc = self.locate(blob_id)
+        if loc.type is not BlobType.TREE:
+            raise CorruptObject(f"tree {tree_id}", "blob is not a tree")
+        doc = json.loads(self.load_blob(blob_id))
+        if not isinstance(doc, dict):
+            raise CorruptObject(f"tree {tree_id}", "not a tree document")
+        return doc
+
+    # ---- snapshots --------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> str:
+        snapshot.id = self._save_document("snapshots", snapshot.to_bytes())
+        return snapshot.id
+
+    def list_snapshots(self) -> list[Snapshot]:
+        snapshots = [
+            Snapshot.from_bytes(self._load_document("snapshots", sid), sid)
+            for sid in self._ids("snapshots")
+        ]
+        return sorted(snapshots, key=lambda s: (s.datetime, s.id))
+
+    # ---- keys -------------------------------------------------------------------------
+
+    def list_keys(self) -> list[KeyInfo]:
+        result = []
+        for key_id in self._ids("keys"):
+            kf = KeyFile.from_bytes(self.store.get(f"keys/{key_id}"), f"keys/{key_id}")
+            result.append(
+                KeyInfo(key_id, kf.created, kf.hostname, kf.username, key_id == self.key_id)
+            )
+        return result
+
+    def add_key(self, password: bytes, kdf: KdfParams = DEFAULT_KDF) -> str:
+        key_file = make_key_file(self.key, password, kdf).to_bytes()
+        key_id = content_hash(key_file)
+        self.store.put(f"keys/{key_id}", key_file, if_absent=True)
+        return key_id
+
+    def remove_key(self, key_id: str) -> str:
+        """Remove a key by id or unique prefix; never the one this session opened with."""
+        matches = [k for k in self._ids("keys") if k.startswith(key_id)]
+        if len(matches) != 1:
+            raise InvalidArgument(f"key id {key_id!r} matches {len(matches)} keys")
+        if matches[0] == self.key_id:
+            raise InvalidArgument("refusing to remove the key in use; open with another password")
+        self.store.delete(f"keys/{matches[0]}")
+        return matches[0]
+
+    def change_password(self, password: bytes, kdf: KdfParams = DEFAULT_KDF) -> str:
+        new_id = self.add_key(password, kdf)
+        self.store.delete(f"keys/{self.key_id}")
+        self.key_id = new_id
+        return new_id
+
+
+def _has_config(store: ObjectStore) -> bool:
+    try:
+        store.stat("config")
+    except NotFound:
+        return False
+    return True

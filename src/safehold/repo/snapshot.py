@@ -1,0 +1,93 @@
+"""Snapshots: one sealed JSON document per backup, naming the root tree and the sources."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from safehold.errors import CorruptObject, InvalidArgument, SnapshotNotFound
+
+__all__ = ["Snapshot", "find_snapshot", "format_time", "parse_time"]
+
+
+@dataclass
+class Snapshot:
+    time: str
+    tree: str
+    paths: list[str]
+    hostname: str
+    username: str = ""
+    tags: list[str] = field(default_factory=list)
+    parent: str | None = None
+    program_version: str = ""
+    summary: dict[str, int | float] = field(default_factory=dict)
+    id: str = field(default="", compare=False)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def datetime(self) -> datetime:
+        return parse_time(self.time)
+
+    def to_bytes(self) -> bytes:
+        doc = asdict(self)
+        del doc["id"]
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, snapshot_id: str) -> Snapshot:
+        try:
+            doc = json.loads(raw)
+            doc.pop("id", None)
+            return cls(**doc, id=snapshot_id)
+        except (ValueError, TypeError) as exc:
+            raise CorruptObject(f"snapshots/{snapshot_id}", f"not a snapshot ({exc})") from None
+
+    def matches(self, hosts: Iterable[str], tags: Iterable[str], paths: Iterable[str]) -> bool:
+        """restic's filter: every given host/tag/path list must be met (any of its values)."""
+        hosts, tags, paths = list(hosts), list(tags), list(paths)
+        if hosts and self.hostname not in hosts:
+            return False
+        if tags and not any(set(t.split(",")) <= set(self.tags) for t in tags):
+            return False
+        return not paths or set(paths) <= set(self.paths)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 with microseconds and an explicit offset."""
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.isoformat(timespec="microseconds")
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 / ISO 8601; a time without offset is taken as local time."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid time {text!r}: use RFC 3339, e.g. 2026-01-31T12:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def find_snapshot(snapshots: list[Snapshot], ref: str) -> Snapshot:
+    """Resolve ``latest``, a full id or a unique id prefix (8 hex is the short id)."""
+    if ref == "latest":
+        if not snapshots:
+            raise SnapshotNotFound(ref)
+        return max(snapshots, key=lambda s: (s.datetime, s.id))
+    matches = [s for s in snapshots if s.id.startswith(ref.lower())] if ref else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InvalidArgument(f"snapshot id prefix {ref!r} is ambiguous: use more characters")
+    raise SnapshotNotFound(ref)
+
+
+def now() -> str:
+    return format_time(datetime.now(UTC).astimezone())

@@ -1,0 +1,112 @@
+"""A repository in a local directory or on an external disk: the embedded default."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from safehold.errors import AlreadyExists, NotFound, StoreError
+from safehold.storage.base import ObjectInfo
+
+__all__ = ["LocalStore"]
+
+
+class LocalStore:
+    """Objects are files; a put writes a temporary file, fsyncs it and renames it in."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
+        self.location = str(self.root)
+        self._made_dirs: set[Path] = set()
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def create(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.root}: {exc.strerror}") from exc
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise StoreError(f"invalid object key {key!r}")
+        return self.root / key
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory not in self._made_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(directory)
+
+    def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident():x}")
+        try:
+            self._ensure_dir(path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if if_absent:
+                os.link(tmp, path)  # fails with EEXIST instead of replacing
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+            raise AlreadyExists(key) from None
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            detail = "no space left on device" if exc.errno == errno.ENOSPC else exc.strerror
+            raise StoreError(f"cannot write {key} in {self.root}: {detail}") from exc
+
+    def get(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if byte_range is None:
+                    return f.read()
+                offset, length = byte_range
+                data = os.pread(f.fileno(), length, offset)
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
+        if len(data) != length:
+            raise StoreError(f"short read of {key}: wanted {length} bytes at {offset}")
+        return data
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / prefix if prefix else self.root
+        start = base if base.is_dir() else base.parent
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue  # temporary files of an unfinished put
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    try:
+                        yield ObjectInfo(key, full.stat().st_size)
+                    except FileNotFoundError:
+                        continue
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            return ObjectInfo(key, self._path(key).stat().st_size)
+        except FileNotFoundError:
+            raise NotFound(key) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            raise NotFound(key) from None
