@@ -283,29 +283,37 @@ def mutate_small(rng: random.Random, vocab: Vocabulary, root: Path) -> None:
 
 
 def mutate_medium(rng: random.Random, root: Path) -> None:
-    """Overwrite spots in a quarter of the binaries, append to a few, drop one."""
+    """Overwrite spots in a quarter of the binaries, grow a tenth by ~2 %, drop one."""
     files = files_under(root / MEDIUM_DIR)
     if not files:
         return
     for path in rng.sample(files, max(1, len(files) // 4)):
         overwrite_spots(path, rng, spots=rng.randint(1, 4), max_len=64 * KIB, text=False)
     for path in rng.sample(files, max(1, len(files) // 10)):
-        append_bytes(path, rng.randbytes(rng.randint(64 * KIB, MIB)))
+        append_bytes(path, rng.randbytes(path.stat().st_size // rng.randint(25, 100)))
     if len(files) > 2:
         rng.choice(files).unlink()
 
 
 def mutate_dump(rng: random.Random, vocab: Vocabulary, path: Path) -> None:
-    """Rewrite rows in place, insert a block mid-file and append new rows at the end."""
+    """Rewrite rows in place, insert a block mid-file and append ~1 % new rows at the end."""
     if not path.is_file():
         return
     size = path.stat().st_size
-    overwrite_spots(path, rng, spots=20, max_len=8 * KIB, text=True)
+    overwrite_spots(path, rng, spots=1 + size // (25 * MIB), max_len=8 * KIB, text=True)
     writer = DumpWriter(rng, vocab)
     writer.next_id = 10**9 + rng.getrandbits(20)
-    insert_bytes(path, rng.randrange(size // 4, size * 3 // 4), next(writer.rows("orders", 1)))
+    block = next(writer.rows("orders", 1))[: size // 1000]
+    insert_bytes(path, rng.randrange(size // 4, size * 3 // 4), block)
     for data in writer.rows("events", size // 100):
         append_bytes(path, data)
+
+
+def mutate_large(rng: random.Random, path: Path) -> None:
+    """A handful of small writes into the disk image, as a running VM would make."""
+    if path.is_file():
+        spots = 1 + path.stat().st_size // (50 * MIB)
+        overwrite_spots(path, rng, spots=spots, max_len=64 * KIB, text=False)
 
 
 def mutate(root: Path, seed: int) -> None:
@@ -317,9 +325,7 @@ def mutate(root: Path, seed: int) -> None:
     mutate_small(rng, vocab, root)
     mutate_medium(rng, root)
     mutate_dump(rng, vocab, root / DUMP_FILE)
-    large = root / LARGE_FILE
-    if large.is_file():
-        overwrite_spots(large, rng, spots=8, max_len=64 * KIB, text=False)
+    mutate_large(rng, root / LARGE_FILE)
 
 
 def tree_stats(root: Path) -> tuple[int, int]:

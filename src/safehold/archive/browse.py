@@ -1,0 +1,157 @@
+"""Reading snapshots without restoring them: find, list, diff, dump, sizes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from safehold.archive.tree import Node, decode_tree
+from safehold.errors import InvalidArgument
+from safehold.repo.repository import Repository
+from safehold.repo.snapshot import Snapshot
+
+__all__ = ["SizeStats", "diff_trees", "dump_file", "find_node", "size_stats", "walk"]
+
+
+def _nodes(repo: Repository, tree_id: str | None) -> list[Node]:
+    if not tree_id:
+        return []
+    return decode_tree(repo.load_tree_document(tree_id), f"tree {tree_id}")
+
+
+def _split(path: str) -> list[bytes]:
+    if not path.startswith("/"):
+        raise InvalidArgument(f"path {path!r} must be absolute, as the snapshot records it")
+    return [p for p in os.fsencode(path).split(b"/") if p]
+
+
+def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node | None:
+    """The node at an absolute path of the snapshot; None for the root itself."""
+    parts = _split(path)
+    tree_id: str | None = snapshot.tree
+    node = None
+    for part in parts:
+        by_name = {n.name: n for n in _nodes(repo, tree_id)}
+        if part not in by_name:
+            raise InvalidArgument(f"{path} is not in snapshot {snapshot.short_id}")
+        node = by_name[part]
+        tree_id = node.subtree if node.type == "dir" else None
+    return node
+
+
+def walk(repo: Repository, tree_id: str | None, prefix: bytes) -> Iterator[tuple[bytes, Node]]:
+    """Every entry below a tree, depth first, with its absolute path."""
+    for node in _nodes(repo, tree_id):
+        path = prefix + b"/" + node.name
+        yield path, node
+        if node.type == "dir":
+            yield from walk(repo, node.subtree, path)
+
+
+def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple[bytes, Node]]:
+    """``walk`` from an absolute path: the entry itself, then what is below it."""
+    node = find_node(repo, snapshot, path) if path.rstrip("/") else None
+    if node is None:
+        yield from walk(repo, snapshot.tree, b"")
+        return
+    base = os.fsencode(path.rstrip("/"))
+    yield base, node
+    if node.type == "dir":
+        yield from walk(repo, node.subtree, base)
+
+
+def diff_trees(
+    repo: Repository, old: str | None, new: str | None, prefix: bytes = b""
+) -> Iterator[tuple[str, bytes, Node]]:
+    """("+", path, node) added, ("-", …) removed, ("M", …) changed; equal subtrees skipped."""
+    if old == new:
+        return
+    before = {n.name: n for n in _nodes(repo, old)}
+    after = {n.name: n for n in _nodes(repo, new)}
+    for name in sorted(before.keys() | after.keys()):
+        path = prefix + b"/" + name
+        a, b = before.get(name), after.get(name)
+        if a is None and b is not None:
+            yield "+", path, b
+            if b.type == "dir":
+                yield from (("+", p, n) for p, n in walk(repo, b.subtree, path))
+        elif b is None and a is not None:
+            yield "-", path, a
+            if a.type == "dir":
+                yield from (("-", p, n) for p, n in walk(repo, a.subtree, path))
+        elif a is not None and b is not None:
+            if a.type != b.type:
+                yield "T", path, b
+            elif a.type == "dir":
+                yield from diff_trees(repo, a.subtree, b.subtree, path)
+            elif (a.content, a.target, a.mode, a.uid, a.gid) != (
+                b.content,
+                b.target,
+                b.mode,
+                b.uid,
+                b.gid,
+            ):
+                yield "M", path, b
+
+
+def dump_file(repo: Repository, node: Node, out: BinaryIO) -> int:
+    if node.type != "file":
+        raise InvalidArgument(f"{node.display_name} is a {node.type}, not a file")
+    written = 0
+    for blob_id in node.content:
+        data = repo.load_blob(blob_id)
+        out.write(data)
+        written += len(data)
+    return written
+
+
+@dataclass
+class SizeStats:
+    snapshots: int = 0
+    files: int = 0
+    logical_size: int = 0
+    unique_raw_size: int = 0
+    stored_size: int = 0
+    blobs: int = 0
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.logical_size / self.unique_raw_size if self.unique_raw_size else 1.0
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.unique_raw_size / self.stored_size if self.stored_size else 1.0
+
+
+def size_stats(repo: Repository, snapshots: list[Snapshot]) -> SizeStats:
+    """Logical size (what a restore writes), and what the distinct blobs take raw and stored."""
+    stats = SizeStats(snapshots=len(snapshots))
+    seen_trees: set[str] = set()
+    seen_blobs: set[bytes] = set()
+
+    def account(blob_id: bytes) -> None:
+        if blob_id not in seen_blobs:
+            seen_blobs.add(blob_id)
+            loc = repo.locate(blob_id)
+            stats.unique_raw_size += loc.raw_length
+            stats.stored_size += loc.length
+            stats.blobs += 1
+
+    def visit(tree_id: str) -> None:
+        account(bytes.fromhex(tree_id))
+        for node in _nodes(repo, tree_id):
+            if node.type == "file":
+                stats.files += 1
+                stats.logical_size += node.size
+                for blob_id in node.content:
+                    account(blob_id)
+            elif node.type == "dir" and node.subtree:
+                if node.subtree not in seen_trees:
+                    seen_trees.add(node.subtree)
+                visit(node.subtree)
+
+    for snapshot in snapshots:
+        visit(snapshot.tree)
+    return stats
