@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "CorruptObject",
+    "Interrupted",
     "InvalidArgument",
     "InvalidPath",
     "NotARepository",
@@ -85,6 +86,12 @@ class CorruptObject(SafeholdError):
 
 class SnapshotNotFound(SafeholdError):
     """No snapshot matches {0!r}"""
+
+
+class Interrupted(SafeholdError):
+    """Interrupted; nothing half-done was recorded"""
+
+    exit_code = 130
 
 
 class InvalidPath(SafeholdError):

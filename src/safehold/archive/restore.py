@@ -27,6 +27,9 @@ __all__ = ["OVERWRITE_MODES", "RestoreOptions", "RestoreStats", "Restorer"]
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 MAX_OPEN_FILES = 64
+SPARSE_BLOCK = 64 * 1024
+ZEROS = bytes(SPARSE_BLOCK)
+ZERO_PROBE = bytes(4096)  # a chunk without such a run has no hole worth making
 
 
 @dataclass
@@ -223,18 +226,15 @@ class Restorer:
         self._progress.advance(1, node.size)
 
     def _write_content(self, node: Node, fd: int) -> int:
-        """Write the blobs in order; all-zero blobs become holes, so sparse files stay sparse."""
+        """Write the blobs in order; zero runs become holes, so sparse files stay sparse."""
         offset = 0
         for blob_id in node.content:
             data = self._repo.load_blob(blob_id)
-            if data.count(0) == len(data):
-                offset += len(data)
-                continue
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, offset)
-                view = view[n:]
-                offset += n
+            if data.find(ZERO_PROBE) == -1:
+                _write_all(fd, memoryview(data), offset)
+            else:
+                _write_sparse(fd, data, offset)
+            offset += len(data)
         os.ftruncate(fd, offset)  # also makes a trailing hole
         return offset
 
@@ -282,3 +282,26 @@ class Restorer:
         with self._lock:
             self.stats.errors.append((text, message))
         self._progress.error(text, message)
+
+
+def _write_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _write_sparse(fd: int, data: bytes, offset: int) -> None:
+    """Write the non-zero blocks of ``data``; skipping the rest leaves holes."""
+    view = memoryview(data)
+    run_start = None
+    for i in range(0, len(data), SPARSE_BLOCK):
+        block = data[i : i + SPARSE_BLOCK]
+        if block == ZEROS[: len(block)]:
+            if run_start is not None:
+                _write_all(fd, view[run_start:i], offset + run_start)
+                run_start = None
+        elif run_start is None:
+            run_start = i
+    if run_start is not None:
+        _write_all(fd, view[run_start:], offset + run_start)

@@ -1,0 +1,55 @@
+"""The Typer application and the options every command shares."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from safehold import __version__
+from safehold.cli.context import Settings
+
+__all__ = ["app", "settings"]
+
+app = typer.Typer(
+    name="safehold",
+    help="Encrypted, deduplicated backups and disaster recovery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"safehold {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    repo: Annotated[
+        str | None,
+        typer.Option("--repo", "-r", help="Repository location (env SAFEHOLD_REPOSITORY)."),
+    ] = None,
+    password_file: Annotated[
+        str | None,
+        typer.Option("--password-file", "-p", help="Read the password from this file."),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Global options may also be given after the command name, as with restic."""
+    del version  # handled eagerly by its callback
+    ctx.obj = Settings(repo=repo, password_file=password_file, json=json, quiet=quiet)
+
+
+def settings(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj

@@ -1,0 +1,110 @@
+"""``backup``: files and directories, or a stream on standard input."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from safehold.archive.excludes import read_exclude_file
+from safehold.archive.progress import Progress
+from safehold.archive.snapshotter import BackupRequest, BackupResult, run_backup
+from safehold.cli.app import app, settings
+from safehold.cli.context import Settings
+from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out_console, print_json
+from safehold.errors import InvalidArgument
+from safehold.repo.repository import Repository
+
+__all__ = ["backup"]
+
+EXIT_INCOMPLETE = 3
+
+
+@app.command()
+def backup(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(help="Files and directories.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshot.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Hostname to record.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-e", help="Exclude a pattern.")
+    ] = None,
+    exclude_file: Annotated[
+        list[str] | None, typer.Option("--exclude-file", help="Read patterns from a file.")
+    ] = None,
+    exclude_caches: Annotated[
+        bool, typer.Option("--exclude-caches", help="Skip directories with a CACHEDIR.TAG.")
+    ] = False,
+    one_file_system: Annotated[
+        bool, typer.Option("--one-file-system", "-x", help="Do not cross file systems.")
+    ] = False,
+    time: Annotated[
+        str | None, typer.Option("--time", help="Record this snapshot time (RFC 3339).")
+    ] = None,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Back up standard input.")] = False,
+    stdin_filename: Annotated[
+        str, typer.Option("--stdin-filename", help="File name for --stdin.")
+    ] = "stdin",
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-read every file, ignoring the parent.")
+    ] = False,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Compare with this snapshot.")
+    ] = None,
+) -> None:
+    """Create a snapshot of PATHS (or of standard input with --stdin)."""
+    s = settings(ctx)
+    if stdin and paths:
+        raise InvalidArgument("--stdin takes no paths")
+    if stdin and sys.stdin.isatty():
+        raise InvalidArgument("--stdin needs data piped into standard input")
+    patterns = list(exclude or [])
+    for path in exclude_file or []:
+        patterns.extend(read_exclude_file(path))
+    request = BackupRequest(
+        paths=list(paths or []),
+        tags=[t for group in tag or [] for t in group.split(",") if t],
+        hostname=host,
+        excludes=patterns,
+        exclude_caches=exclude_caches,
+        one_file_system=one_file_system,
+        time=time,
+        force=force,
+        stdin=sys.stdin.buffer if stdin else None,
+        stdin_filename=stdin_filename,
+        parent=parent,
+    )
+    repo = s.open_repository()
+    result = _run(repo, request, s)
+    _report(result, s)
+    if result.stats.errors:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _run(repo: Repository, request: BackupRequest, s: Settings) -> BackupResult:
+    if s.json or s.quiet or not sys.stderr.isatty():
+        progress: Progress = ErrorPrinter(s.json)
+        return run_backup(repo, request, progress)
+    with BarProgress("backup") as bar:
+        return run_backup(repo, request, bar)
+
+
+def _report(result: BackupResult, s: Settings) -> None:
+    summary = result.summary()
+    if s.json:
+        print_json({"message_type": "summary", **summary})
+        return
+    if s.quiet:
+        return
+    st = result.stats
+    out_console.print(
+        f"Files: {st.files_new} new, {st.files_changed} changed, "
+        f"{st.files_unmodified} unmodified\n"
+        f"Dirs:  {st.dirs_new} new, {st.dirs_changed} changed, {st.dirs_unmodified} unmodified\n"
+        f"Processed {st.total_files_processed} files, {human_size(st.total_bytes_processed)} "
+        f"in {result.duration:.2f}s; added {human_size(result.data_added)} to the repository\n"
+        f"snapshot {result.snapshot.short_id} saved"
+    )
+    if st.errors:
+        out_console.print(f"{len(st.errors)} files could not be read (see errors above)")

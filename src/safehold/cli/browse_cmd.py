@@ -1,0 +1,159 @@
+"""``ls``, ``diff``, ``dump`` and ``stats``: looking into snapshots without restoring."""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from safehold.archive.browse import diff_trees, dump_file, find_node, size_stats, walk_path
+from safehold.archive.tree import Node
+from safehold.cli.app import app, settings
+from safehold.cli.output import human_size, out_console, print_json
+from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
+from safehold.errors import InvalidArgument
+
+__all__ = ["diff", "dump", "ls", "stats"]
+
+
+def _node_doc(path: bytes, node: Node) -> dict[str, object]:
+    return {
+        "path": os.fsdecode(path),
+        "name": node.display_name,
+        "type": node.type,
+        "mode": node.mode,
+        "uid": node.uid,
+        "gid": node.gid,
+        "user": node.user,
+        "group": node.group,
+        "size": node.size,
+        "mtime": _time(node.mtime_ns),
+        **({"link_target": os.fsdecode(node.target)} if node.type == "symlink" else {}),
+    }
+
+
+def _time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
+
+
+def _mode_text(node: Node) -> str:
+    kind = {
+        "dir": "d",
+        "symlink": "l",
+        "fifo": "p",
+        "chardev": "c",
+        "blockdev": "b",
+        "socket": "s",
+    }.get(node.type, "-")
+    return kind + statmod.filemode(node.mode)[1:]
+
+
+@app.command()
+def ls(
+    ctx: typer.Context,
+    snapshot: str,
+    path: Annotated[str, typer.Argument(help="Absolute path inside the snapshot.")] = "/",
+    long: Annotated[bool, typer.Option("--long", "-l", help="Mode, owner, size, time.")] = False,
+    host: HostOpt = None,
+    tag: TagOpt = None,
+    path_filter: PathOpt = None,
+) -> None:
+    """List the entries of a snapshot under PATH."""
+    s = settings(ctx)
+    repo = s.open_repository()
+    snap = resolve_snapshot(repo, snapshot, host, tag, path_filter)
+    for entry_path, node in walk_path(repo, snap, path):
+        if s.json:
+            print_json(_node_doc(entry_path, node))
+        elif long:
+            out_console.print(
+                f"{_mode_text(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
+                f"{node.size:>12} {_time(node.mtime_ns)[:19]} {os.fsdecode(entry_path)}",
+                markup=False,
+            )
+        else:
+            out_console.print(os.fsdecode(entry_path), markup=False)
+
+
+@app.command()
+def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
+    """Show what changed between two snapshots: + added, - removed, M modified, T type."""
+    s = settings(ctx)
+    repo = s.open_repository()
+    a, b = resolve_snapshot(repo, snapshot1), resolve_snapshot(repo, snapshot2)
+    counts = {"+": 0, "-": 0, "M": 0, "T": 0}
+    for change, path, node in diff_trees(repo, a.tree, b.tree):
+        counts[change] += 1
+        if s.json:
+            print_json({"change": change, "path": os.fsdecode(path), "type": node.type})
+        else:
+            out_console.print(f"{change}  {os.fsdecode(path)}", markup=False)
+    if s.json:
+        print_json(
+            {
+                "message_type": "summary",
+                "added": counts["+"],
+                "removed": counts["-"],
+                "modified": counts["M"],
+                "type_changed": counts["T"],
+            }
+        )
+    elif not s.quiet:
+        out_console.print(
+            f"{counts['+']} added, {counts['-']} removed, "
+            f"{counts['M']} modified, {counts['T']} changed type"
+        )
+
+
+@app.command()
+def dump(
+    ctx: typer.Context,
+    snapshot: str,
+    path: Annotated[str, typer.Argument(help="Absolute path of a file in the snapshot.")],
+) -> None:
+    """Write one file of a snapshot to standard output."""
+    s = settings(ctx)
+    repo = s.open_repository()
+    node = find_node(repo, resolve_snapshot(repo, snapshot), path)
+    if node is None:
+        raise InvalidArgument("the snapshot root is a directory, not a file")
+    dump_file(repo, node, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    snapshot: Annotated[str | None, typer.Argument(help="One snapshot; all by default.")] = None,
+) -> None:
+    """Logical size, stored size and deduplication ratio."""
+    s = settings(ctx)
+    repo = s.open_repository()
+    chosen = [resolve_snapshot(repo, snapshot)] if snapshot else repo.list_snapshots()
+    st = size_stats(repo, chosen)
+    doc = {
+        "snapshots_count": st.snapshots,
+        "total_file_count": st.files,
+        "total_size": st.logical_size,
+        "total_uncompressed_size": st.unique_raw_size,
+        "total_stored_size": st.stored_size,
+        "total_blob_count": st.blobs,
+        "dedup_ratio": round(st.dedup_ratio, 3),
+        "compression_ratio": round(st.compression_ratio, 3),
+        "space_saving_ratio": round(st.logical_size / st.stored_size, 3) if st.stored_size else 1.0,
+    }
+    if s.json:
+        print_json(doc)
+        return
+    out_console.print(
+        f"Snapshots:        {st.snapshots}\n"
+        f"Files:            {st.files}\n"
+        f"Logical size:     {human_size(st.logical_size)}\n"
+        f"Unique data:      {human_size(st.unique_raw_size)} (dedup ratio {st.dedup_ratio:.2f}x)\n"
+        f"Stored size:      {human_size(st.stored_size)} "
+        f"(compression ratio {st.compression_ratio:.2f}x)"
+    )

@@ -1,0 +1,106 @@
+"""What every command needs: the repository location, the password, the output mode."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from safehold.errors import InvalidArgument
+from safehold.repo.keys import DEFAULT_KDF, KdfParams
+from safehold.repo.repository import Repository
+from safehold.storage import open_store
+
+__all__ = ["Settings"]
+
+
+@dataclass
+class Settings:
+    repo: str | None = None
+    password_file: str | None = None
+    json: bool = False
+    quiet: bool = False
+
+    def location(self) -> str:
+        location = self.repo or os.environ.get("SAFEHOLD_REPOSITORY")
+        if not location:
+            raise InvalidArgument("no repository given: use --repo or SAFEHOLD_REPOSITORY")
+        return location
+
+    def password(self, confirm: bool = False) -> bytes:
+        """From a file, a command, the environment, or a prompt on a terminal, in that order."""
+        path = self.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    return f.read().rstrip(b"\r\n")
+            except OSError as exc:
+                raise InvalidArgument(f"cannot read password file {path}: {exc.strerror}") from None
+        command = os.environ.get("SAFEHOLD_PASSWORD_COMMAND")
+        if command:
+            return _run_password_command(command)
+        if "SAFEHOLD_PASSWORD" in os.environ:
+            return os.environ["SAFEHOLD_PASSWORD"].encode()
+        return prompt_password("Repository password: ", confirm=confirm)
+
+    def open_repository(self, load_index: bool = True) -> Repository:
+        repo = Repository.open(open_store(self.location()), self.password())
+        if load_index:
+            repo.load_index()
+        return repo
+
+
+def prompt_password(prompt: str, confirm: bool = False) -> bytes:
+    if not (sys.stdin.isatty() or _has_tty()):
+        raise InvalidArgument(
+            "no password given: set SAFEHOLD_PASSWORD, SAFEHOLD_PASSWORD_FILE or "
+            "SAFEHOLD_PASSWORD_COMMAND, or use --password-file"
+        )
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Enter the password again: ") != first:
+        raise InvalidArgument("the passwords do not match")
+    if not first:
+        raise InvalidArgument("an empty password is not allowed")
+    return first.encode()
+
+
+def new_password(path: str | None) -> bytes:
+    """A new password (init, key add, key passwd): from a file, or asked twice."""
+    if path:
+        try:
+            with open(path, "rb") as f:
+                return f.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read password file {path}: {exc.strerror}") from None
+    return prompt_password("New password: ", confirm=True)
+
+
+def kdf_params(memory_kib: int | None, iterations: int | None) -> KdfParams:
+    return KdfParams(
+        memory=memory_kib or DEFAULT_KDF.memory,
+        iterations=iterations or DEFAULT_KDF.iterations,
+        parallelism=DEFAULT_KDF.parallelism,
+    )
+
+
+def _has_tty() -> bool:
+    try:
+        with open("/dev/tty"):
+            return True
+    except OSError:
+        return False
+
+
+def _run_password_command(command: str) -> bytes:
+    try:
+        out = subprocess.run(command, shell=True, check=True, capture_output=True, timeout=60)
+    except subprocess.CalledProcessError as exc:
+        tail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise InvalidArgument(
+            f"password command failed (exit {exc.returncode}): {tail[0]}"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise InvalidArgument("password command timed out after 60 s") from None
+    return out.stdout.rstrip(b"\r\n")

@@ -1,0 +1,102 @@
+"""Rendering: JSON for machines, rich tables and progress bars for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+__all__ = ["BarProgress", "ErrorPrinter", "err_console", "out_console", "print_json"]
+
+out_console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class ErrorPrinter:
+    """Per-item errors: one line each on stderr, or JSON lines with --json; no bar."""
+
+    def __init__(self, as_json: bool) -> None:
+        self._json = as_json
+        self._lock = threading.Lock()
+
+    def set_total(self, files: int, size: int) -> None:
+        pass
+
+    def advance(self, files: int, size: int) -> None:
+        pass
+
+    def error(self, path: str, message: str) -> None:
+        with self._lock:
+            if self._json:
+                print_json({"message_type": "error", "item": path, "error": message})
+            else:
+                err_console.print(f"error: {path}: {message}", markup=False)
+
+
+class BarProgress(ErrorPrinter):
+    """A rich bar on a terminal: files, bytes, throughput and time left."""
+
+    def __init__(self, verb: str) -> None:
+        super().__init__(as_json=False)
+        self._bar = Progress(
+            TextColumn(f"[bold]{verb}"),
+            BarColumn(),
+            TextColumn("{task.fields[files]} files"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self._task: TaskID = self._bar.add_task(verb, total=None, files="0")
+        self._files = 0
+        self._files_total: int | None = None
+
+    def __enter__(self) -> BarProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def _files_text(self) -> str:
+        total = f"/{self._files_total}" if self._files_total is not None else ""
+        return f"{self._files}{total}"
+
+    def set_total(self, files: int, size: int) -> None:
+        self._files_total = files
+        self._bar.update(self._task, total=size, files=self._files_text())
+
+    def advance(self, files: int, size: int) -> None:
+        self._files += files
+        self._bar.update(self._task, advance=size, files=self._files_text())
+
+    def error(self, path: str, message: str) -> None:
+        self._bar.console.print(f"error: {path}: {message}", markup=False)
