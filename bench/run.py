@@ -100,18 +100,11 @@ class Safehold(Tool):
         return [self.binary, "--repo", str(self.repo), "init"]
 
     def backup_cmd(self, data: Path) -> list[str]:
-        return [self.binary, "--repo", str(self.repo), "backup", str(data), "--json"]
+        return [self.binary, "--repo", str(self.repo), "--json", "backup", str(data)]
 
     def restore_cmd(self) -> list[str]:
-        return [
-            self.binary,
-            "--repo",
-            str(self.repo),
-            "restore",
-            "latest",
-            "--target",
-            str(self.restore_dir),
-        ]
+        target = str(self.restore_dir)
+        return [self.binary, "--repo", str(self.repo), "restore", "latest", "--target", target]
 
 
 class Restic(Tool):
@@ -131,15 +124,8 @@ class Restic(Tool):
         return [self.binary, "-r", repo, "backup", "--compression", "auto", "--json", str(data)]
 
     def restore_cmd(self) -> list[str]:
-        return [
-            self.binary,
-            "-r",
-            str(self.repo),
-            "restore",
-            "latest",
-            "--target",
-            str(self.restore_dir),
-        ]
+        target = str(self.restore_dir)
+        return [self.binary, "-r", str(self.repo), "restore", "latest", "--target", target]
 
 
 class Borg(Tool):
@@ -344,16 +330,14 @@ def prepare(tool: Tool) -> ToolResult:
     for sub in ("logs", "state"):
         (tool.home / sub).mkdir()
     result = ToolResult(tool=tool.name, version=tool.version())
-    proc = subprocess.run(
-        tool.init_cmd(),
-        env=tool.env(),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    logs = tool.home / "logs"
+    with open(logs / "init.out", "wb") as out, open(logs / "init.err", "wb") as err:
+        proc = subprocess.run(
+            tool.init_cmd(), env=tool.env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
     if proc.returncode != 0:
-        result.error = f"init exited {proc.returncode}: {proc.stderr[-2000:]}"
+        tail = (logs / "init.err").read_text(errors="replace")[-2000:]
+        result.error = f"init exited {proc.returncode}:\n{tail}"
     return result
 
 
@@ -482,7 +466,7 @@ def row_cells(tool: str, m: Measurement) -> tuple[str, ...]:
 
 def text_row(cells: tuple[str, ...]) -> str:
     """Fixed-width line: names left-aligned, numbers right-aligned."""
-    names = [c.ljust(w) for c, w in zip(cells[:2], WIDTHS, strict=False)]
+    names = [c.ljust(w) for c, w in zip(cells[:2], WIDTHS[:2], strict=True)]
     numbers = [c.rjust(w) for c, w in zip(cells[2:], WIDTHS[2:], strict=True)]
     return "  ".join(names + numbers)
 
@@ -525,7 +509,11 @@ def markdown(report: dict[str, Any], results: dict[str, ToolResult]) -> str:
     ]
     rows = [row_cells(name, m) for name, r in results.items() for m in r.phases.values()]
     lines += md_table(HEADER, rows)
-    failures = [f"- **{r.tool} failed**: {r.error}" for r in results.values() if r.error]
+    failures = [
+        f"- **{r.tool} failed** in {r.error.splitlines()[0]} (logs: `{report['work']}/{r.tool}/logs`)"
+        for r in results.values()
+        if r.error
+    ]
     lines += ["", *failures] if failures else []
     ratios = report["ratios"]
     if ratios:
@@ -599,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
             "mutate_seed": args.seed,
         },
         "cache": cache_note,
+        "work": str(work),
         "tools": {name: to_json(r) for name, r in results.items()},
         "ratios": all_ratios(results),
     }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: a local repository; init, back up, list, restore, verify.
+# Usage: scripts/demo.sh [DIRECTORY_TO_BACK_UP]   (default: this project's src/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e . 2>&1 | grep -v '^WARNING: Location' || true
+
+source_dir=$(realpath "${1:-src}")
+work=$(mktemp -d /tmp/safehold-demo.XXXXXX)
+export SAFEHOLD_REPOSITORY="$work/repo"
+export SAFEHOLD_PASSWORD="demo-password-change-me"
+sh() { echo "+ safehold $*" >&2; .venv/bin/safehold "$@"; }
+
+sh init
+sh backup "$source_dir" --tag demo
+echo "(changing nothing and backing up again: nothing is re-read)" >&2
+sh backup "$source_dir" --tag demo
+sh snapshots
+sh ls latest "$source_dir" > "$work/ls.txt"
+head -n 5 "$work/ls.txt"; echo "... $(wc -l < "$work/ls.txt") entries" >&2
+sh stats
+sh restore latest --target "$work/restore" --verify
+echo "+ diff -r $source_dir $work/restore$source_dir" >&2
+diff -r "$source_dir" "$work/restore$source_dir"
+echo "restored tree is identical to $source_dir; repository and restore are in $work"
