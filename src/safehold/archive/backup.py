@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from safehold.archive.chunker import Chunker
 from safehold.archive.excludes import Excluder
 from safehold.archive.metadata import group_name, read_xattrs, user_name
 from safehold.archive.progress import NullProgress, Progress
-from safehold.archive.tree import Node, decode_tree, encode_tree
+from safehold.archive.tree import Node, doc_name, encode_docs, node_doc
+from safehold.errors import CorruptObject
 from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
 from safehold.repo.writer import BlobSaver
@@ -36,6 +37,7 @@ _TYPES = {
     stat.S_IFSOCK: "socket",
 }
 READ_ATTEMPTS = 3
+Doc = dict[str, Any]
 
 
 class FileChangedError(Exception):
@@ -110,7 +112,7 @@ class Archiver:
             except OSError:
                 continue
         if root.is_target:  # "/" itself
-            return self._save_dir(b"/", self._parent_nodes(parent_tree))
+            return self._save_dir(b"/", parent_tree)
         return self._save_virtual(b"", root, parent_tree)
 
     def backup_stream(self, stream: BinaryIO, path: bytes) -> str:
@@ -135,7 +137,7 @@ class Archiver:
         self.stats.files_new += 1
         self._count_file(size)
         for name in reversed(parts[:-1]):
-            subtree = self._save_tree([node])
+            subtree = self._save_tree([node_doc(node)])
             node = Node(
                 name=name,
                 type="dir",
@@ -148,57 +150,66 @@ class Archiver:
                 ctime_ns=now_ns,
                 subtree=subtree,
             )
-        return self._save_tree([node])
+        return self._save_tree([node_doc(node)])
 
     # ---- trees ------------------------------------------------------------------------
 
-    def _save_tree(self, nodes: list[Node]) -> str:
-        blob_id, _ = self._saver.save(BlobType.TREE, encode_tree(nodes))
+    def _save_tree(self, docs: list[Doc]) -> str:
+        blob_id, _ = self._saver.save(BlobType.TREE, encode_docs(docs))
         return blob_id.hex()
 
-    def _parent_nodes(self, tree_id: str | None) -> dict[bytes, Node]:
+    def _parent_docs(self, tree_id: str | None) -> dict[bytes, Doc]:
+        """The parent snapshot's entries of a directory, as stored, by name."""
         if tree_id is None:
             return {}
-        what = f"tree {tree_id}"
-        return {n.name: n for n in decode_tree(self._repo.load_tree_document(tree_id), what)}
+        nodes = self._repo.load_tree_document(tree_id).get("nodes")
+        if not isinstance(nodes, list):
+            raise CorruptObject(f"tree {tree_id}", "not a tree document")
+        return {doc_name(d): d for d in nodes}
 
     def _save_virtual(self, prefix: bytes, target: _Target, parent_tree: str | None) -> str:
-        parents = self._parent_nodes(parent_tree)
-        nodes = []
+        parents = self._parent_docs(parent_tree)
+        docs = []
         for name, child in sorted(target.children.items()):
             path = prefix + b"/" + name
             parent = parents.get(name)
             if child.is_target:
-                node = self._save_entry(path, name, parent)
+                doc = self._save_entry(path, name, parent)
             else:
-                node = self._virtual_dir(path, name, child, parent)
-            if node is not None:
-                nodes.append(node)
-        return self._save_tree(nodes)
+                doc = self._virtual_dir(path, name, child, parent)
+            if doc is not None:
+                docs.append(doc)
+        return self._save_tree(docs)
 
     def _virtual_dir(
-        self, path: bytes, name: bytes, target: _Target, parent: Node | None
-    ) -> Node | None:
+        self, path: bytes, name: bytes, target: _Target, parent: Doc | None
+    ) -> Doc | None:
         try:
             st = os.lstat(path)
         except OSError as exc:
             self._error(path, exc.strerror or str(exc))
             return None
         node = self._node_from_stat(name, path, st)
-        parent_subtree = parent.subtree if parent and parent.type == "dir" else None
-        node.subtree = self._save_virtual(path, target, parent_subtree)
-        return node
+        node.subtree = self._save_virtual(path, target, _subtree_of(parent))
+        return node_doc(node)
 
-    def _save_dir(self, path: bytes, parents: dict[bytes, Node]) -> str:
-        nodes = []
-        for name, st in self._list_dir(path):
-            child_path = os.path.join(path, name)
-            node = self._save_entry(child_path, name, parents.get(name), st)
-            if node is not None:
-                nodes.append(node)
-        return self._save_tree(nodes)
+    def _save_dir(self, path: bytes, parent_tree: str | None) -> str:
+        """Save a directory's tree; when every entry is as in the parent, reuse its tree."""
+        parents = self._parent_docs(parent_tree)
+        docs = []
+        all_reused = True
+        for name, child, st in self._list_dir(path):
+            parent = parents.get(name)
+            doc = self._save_entry(child, name, parent, st)
+            if doc is not None:
+                docs.append(doc)
+            all_reused = all_reused and doc is not None and doc is parent
+        if all_reused and parent_tree is not None and len(docs) == len(parents):
+            return parent_tree
+        return self._save_tree(docs)
 
-    def _list_dir(self, path: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    def _list_dir(self, path: bytes) -> Iterator[tuple[bytes, bytes, os.stat_result]]:
+        """(name, path, lstat) of each entry not excluded, sorted by name."""
         if self._excluder.is_cache_dir(path):
             entries = [b"CACHEDIR.TAG"]
         else:
@@ -207,36 +218,65 @@ class Archiver:
             except OSError as exc:
                 self._error(path, exc.strerror or str(exc))
                 return
+        prefix = path.rstrip(b"/") + b"/"
+        excludes = self._excluder.excludes if self._excluder.active else None
         for name in entries:
-            child = os.path.join(path, name)
-            if self._excluder.excludes(child, name):
+            child = prefix + name
+            if excludes is not None and excludes(child, name):
                 continue
             try:
-                yield name, os.lstat(child)
+                yield name, child, os.lstat(child)
             except OSError as exc:
                 self._error(child, exc.strerror or str(exc))
 
     # ---- entries ----------------------------------------------------------------------
 
     def _save_entry(
-        self, path: bytes, name: bytes, parent: Node | None, st: os.stat_result | None = None
-    ) -> Node | None:
+        self, path: bytes, name: bytes, parent: Doc | None, st: os.stat_result | None = None
+    ) -> Doc | None:
+        """The entry's node document: the parent's own when nothing changed (fast path)."""
         try:
             st = st or os.lstat(path)
+            kind = _TYPES.get(stat.S_IFMT(st.st_mode), "file")
+            same = parent is not None and parent.get("type") == kind and _same_stat(parent, st)
+            if kind == "dir":
+                return self._save_dir_entry(path, name, st, parent if same else None, parent)
+            if kind == "file":
+                if same and not self._force and parent is not None:
+                    content = self._known_content(parent)
+                    if content is not None:
+                        self._count_unmodified(st, content)
+                        return parent
+                return node_doc(self._file_node(path, name, st, parent))
+            if same:
+                return parent
             node = self._node_from_stat(name, path, st)
-            if node.type == "dir":
-                self._fill_dir(node, path, st, parent)
-            elif node.type == "file":
-                self._fill_file(node, path, st, parent)
-            elif node.type == "symlink":
+            if kind == "symlink":
                 node.target = os.readlink(path)
+            return node_doc(node)
         except FileChangedError as exc:
             self._error(path, str(exc))
-            return None
         except OSError as exc:
             self._error(path, exc.strerror or str(exc))
-            return None
-        return node
+        return None
+
+    def _save_dir_entry(
+        self, path: bytes, name: bytes, st: os.stat_result, same: Doc | None, parent: Doc | None
+    ) -> Doc:
+        if self._one_fs and self._root_devices and st.st_dev not in self._root_devices:
+            subtree = self._save_tree([])  # a mount point: kept, but not entered
+        else:
+            subtree = self._save_dir(path, _subtree_of(parent))
+        if same is not None and same.get("subtree") == subtree:
+            self.stats.dirs_unmodified += 1
+            return same
+        if parent is None or parent.get("type") != "dir":
+            self.stats.dirs_new += 1
+        else:
+            self.stats.dirs_changed += 1
+        node = self._node_from_stat(name, path, st)
+        node.subtree = subtree
+        return node_doc(node)
 
     def _node_from_stat(self, name: bytes, path: bytes, st: os.stat_result) -> Node:
         return Node(
@@ -256,63 +296,78 @@ class Archiver:
             xattrs=read_xattrs(path),
         )
 
-    def _fill_dir(self, node: Node, path: bytes, st: os.stat_result, parent: Node | None) -> None:
-        if self._one_fs and self._root_devices and st.st_dev not in self._root_devices:
-            node.subtree = self._save_tree([])  # a mount point: kept, but not entered
-        else:
-            parent_subtree = parent.subtree if parent and parent.type == "dir" else None
-            node.subtree = self._save_dir(path, self._parent_nodes(parent_subtree))
-        if parent is None or parent.type != "dir":
-            self.stats.dirs_new += 1
-        elif parent.subtree == node.subtree and parent.mtime_ns == node.mtime_ns:
-            self.stats.dirs_unmodified += 1
-        else:
-            self.stats.dirs_changed += 1
-
-    def _fill_file(self, node: Node, path: bytes, st: os.stat_result, parent: Node | None) -> None:
-        node.size = st.st_size
+    def _file_node(self, path: bytes, name: bytes, st: os.stat_result, parent: Doc | None) -> Node:
+        node = self._node_from_stat(name, path, st)
         link_key = (st.st_dev, st.st_ino)
+        content = None if self._force else self._unchanged_content(parent, st)
         if st.st_nlink > 1 and link_key in self._hardlinks:
-            node.content = self._hardlinks[link_key]
-            self.stats.files_unmodified += 1
-        elif not self._force and self._unchanged(parent, st):
-            assert parent is not None
-            node.content = parent.content
-            self.stats.files_unmodified += 1
+            content = self._hardlinks[link_key]
+        if content is not None:
+            self._count_unmodified(st, content)
+            node.size, node.content = st.st_size, content
+            return node
+        node.size, node.content = self._read_file(path, st)
+        if parent is None or parent.get("type") != "file":
+            self.stats.files_new += 1
         else:
-            node.size, node.content = self._read_file(path, st)
-            if parent is None or parent.type != "file":
-                self.stats.files_new += 1
-            else:
-                self.stats.files_changed += 1
+            self.stats.files_changed += 1
         if st.st_nlink > 1:
             self._hardlinks[link_key] = node.content
         self._count_file(node.size)
+        return node
 
-    def _unchanged(self, parent: Node | None, st: os.stat_result) -> bool:
-        return (
-            parent is not None
-            and parent.type == "file"
-            and parent.size == st.st_size
-            and parent.mtime_ns == st.st_mtime_ns
-            and parent.ctime_ns == st.st_ctime_ns
-            and parent.inode == st.st_ino
-            and all(self._saver.known(c) for c in parent.content)
-        )
+    def _unchanged_content(self, parent: Doc | None, st: os.stat_result) -> list[bytes] | None:
+        """The parent's blobs when size, mtime, ctime and inode say the file is the same."""
+        if (
+            parent is None
+            or parent.get("type") != "file"
+            or parent.get("size") != st.st_size
+            or parent.get("mtime_ns") != st.st_mtime_ns
+            or parent.get("ctime_ns") != st.st_ctime_ns
+            or parent.get("inode") != st.st_ino
+        ):
+            return None
+        return self._known_content(parent)
+
+    def _known_content(self, parent: Doc) -> list[bytes] | None:
+        content = [bytes.fromhex(h) for h in parent.get("content", [])]
+        return content if all(self._saver.known(c) for c in content) else None
+
+    def _count_unmodified(self, st: os.stat_result, content: list[bytes]) -> None:
+        if st.st_nlink > 1:
+            self._hardlinks[(st.st_dev, st.st_ino)] = content
+        self.stats.files_unmodified += 1
+        self._count_file(st.st_size)
 
     def _read_file(self, path: bytes, st: os.stat_result) -> tuple[int, list[bytes]]:
-        """Read and save a file, again if it changed meanwhile; give up after a few tries."""
+        """Read and save a file, again if it changed meanwhile; give up after a few tries.
+
+        ``st`` is the lstat taken before opening: a file whose inode, size, mtime or
+        ctime differ after the read was replaced or written to while it was read.
+        """
         for _ in range(READ_ATTEMPTS):
             fd = _open_for_reading(path)
-            with os.fdopen(fd, "rb", buffering=0) as f:
-                before = os.fstat(fd)
-                if before.st_ino != st.st_ino:
-                    raise FileChangedError("file was replaced while the backup ran")
-                size, content = self._save_content(f)
+            try:
+                if st.st_size <= self._chunker.max_size:
+                    size, content = self._save_small(fd, st.st_size)
+                else:
+                    with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
+                        size, content = self._save_content(f)
                 after = os.fstat(fd)
-            if _same_version(before, after) and size == after.st_size:
+            finally:
+                os.close(fd)
+            if after.st_ino != st.st_ino:
+                raise FileChangedError("file was replaced while the backup ran")
+            if _same_version(st, after) and size == after.st_size:
                 return size, content
+            st = after
         raise FileChangedError(f"file kept changing while it was read ({READ_ATTEMPTS} tries)")
+
+    def _save_small(self, fd: int, expected: int) -> tuple[int, list[bytes]]:
+        """A file no larger than one chunk's maximum: one read, split in memory."""
+        data = os.read(fd, expected + 1)  # one byte more reveals a file that grew
+        content = [self._saver.save(BlobType.DATA, c)[0] for c in self._chunker.split(data)]
+        return len(data), content
 
     def _save_content(self, stream: BinaryIO) -> tuple[int, list[bytes]]:
         size, content = 0, []
@@ -362,3 +417,25 @@ def count_totals(paths: list[bytes], excluder: Excluder, stop: threading.Event) 
                     yield os.lstat(full).st_size
                 except OSError:
                     continue
+
+
+def _subtree_of(parent: Doc | None) -> str | None:
+    if parent is None or parent.get("type") != "dir":
+        return None
+    subtree = parent.get("subtree")
+    return subtree if isinstance(subtree, str) else None
+
+
+def _same_stat(doc: Doc, st: os.stat_result) -> bool:
+    """Whether a stored node still describes the entry exactly (ctime covers xattrs too)."""
+    return (
+        doc.get("mtime_ns") == st.st_mtime_ns
+        and doc.get("ctime_ns") == st.st_ctime_ns
+        and doc.get("inode") == st.st_ino
+        and doc.get("device") == st.st_dev
+        and doc.get("links") == st.st_nlink
+        and doc.get("mode") == stat.S_IMODE(st.st_mode)
+        and doc.get("uid") == st.st_uid
+        and doc.get("gid") == st.st_gid
+        and (doc.get("size") == st.st_size or not stat.S_ISREG(st.st_mode))
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
+import re
 from pathlib import Path
 
 from safehold.errors import InvalidArgument
@@ -14,23 +14,32 @@ CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
 class Excluder:
-    """A pattern without "/" matches a name anywhere; one with "/" matches the whole path.
+    """A pattern without "/" matches a name anywhere; one with "/" matches a path.
 
-    ``*`` and ``?`` are shell globs; ``**`` spans directories. A match on a directory
-    excludes everything below it.
+    A path pattern that starts with "/" matches the whole absolute path; one that does not
+    matches its last components (``cache/tmp`` matches ``/home/u/cache/tmp``), as restic's.
+    ``*``, ``?`` and ``[...]`` are globs within one component (never matching "/"), with
+    ``\\`` escaping, as Go's ``filepath.Match``; ``**`` as a whole component spans zero or
+    more directories. A trailing "/" is ignored.
+    A match on a directory excludes everything below it.
     """
 
     def __init__(self, patterns: list[str], exclude_caches: bool = False) -> None:
-        self._name_patterns = [p for p in patterns if "/" not in p.rstrip("/")]
-        self._path_patterns = [p.rstrip("/") for p in patterns if "/" in p.rstrip("/")]
+        name_patterns = [
+            p.rstrip("/") for p in patterns if p.rstrip("/") and "/" not in p.rstrip("/")
+        ]
+        self._name_regex = _any_of([_component_regex(p) for p in name_patterns])
+        path_patterns = [p.rstrip("/") for p in patterns if "/" in p.rstrip("/")]
+        self._path_regex = _any_of([_path_regex(p) for p in path_patterns])
         self._exclude_caches = exclude_caches
+        self.active = bool(patterns)
 
     def excludes(self, path: bytes, name: bytes) -> bool:
-        text_name = os.fsdecode(name)
-        if any(fnmatch.fnmatchcase(text_name, p) for p in self._name_patterns):
+        if self._name_regex is not None and self._name_regex.fullmatch(os.fsdecode(name)):
             return True
-        text_path = os.fsdecode(path)
-        return any(fnmatch.fnmatchcase(text_path, p) for p in self._path_patterns)
+        if self._path_regex is None:
+            return False
+        return self._path_regex.fullmatch(os.fsdecode(path)) is not None
 
     def is_cache_dir(self, path: bytes) -> bool:
         if not self._exclude_caches:
@@ -40,6 +49,51 @@ class Excluder:
                 return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
         except OSError:
             return False
+
+
+def _any_of(regexes: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL) if regexes else None
+
+
+def _path_regex(pattern: str) -> str:
+    """A regular expression (for ``fullmatch``) equivalent to one path pattern."""
+    parts = [p for p in pattern.split("/") if p]
+    body = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            body.append(".*" if last else "(?:[^/]+/)*")
+        else:
+            body.append(_component_regex(part) + ("" if last else "/"))
+    return ("/" if pattern.startswith("/") else "(?:.*/)?") + "".join(body)
+
+
+def _component_regex(part: str) -> str:
+    """One path component's glob: ``*``, ``?``, ``[...]`` and ``\\`` escapes, never "/"."""
+    out, i = [], 0
+    while i < len(part):
+        c = part[i]
+        i += 1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i < len(part):
+            out.append(re.escape(part[i]))
+            i += 1
+        elif c == "[":
+            negate = part[i : i + 1] in ("!", "^")
+            start = i + 1 if negate else i
+            end = part.find("]", start + 1 if part[start : start + 1] == "]" else start)
+            if end == -1:
+                out.append(re.escape(c))
+                continue
+            body = "".join("\\" + ch if ch in "\\^[]" else ch for ch in part[start:end])
+            out.append(f"[{'^/' if negate else ''}{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
 
 
 def read_exclude_file(path: str) -> list[str]:

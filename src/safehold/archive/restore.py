@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from safehold.archive.metadata import gid_for, uid_for
 from safehold.archive.progress import NullProgress, Progress
-from safehold.archive.tree import Node, decode_tree, safe_name
+from safehold.archive.tree import Node, decode_entries, safe_name
 from safehold.errors import InvalidArgument, InvalidPath, SafeholdError
 from safehold.repo.repository import Repository
 
@@ -27,9 +27,9 @@ __all__ = ["OVERWRITE_MODES", "RestoreOptions", "RestoreStats", "Restorer"]
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 MAX_OPEN_FILES = 64
-SPARSE_BLOCK = 64 * 1024
+SPARSE_BLOCK = 4096  # the usual file-system block: a smaller hole is no hole
 ZEROS = bytes(SPARSE_BLOCK)
-ZERO_PROBE = bytes(4096)  # a chunk without such a run has no hole worth making
+ZERO_PROBE = bytes(2 * SPARSE_BLOCK)  # a chunk without such a run has no aligned hole
 
 
 @dataclass
@@ -98,8 +98,11 @@ class Restorer:
     # ---- the walk ---------------------------------------------------------------------
 
     def _restore_tree(self, tree_id: str, dir_fd: int, rel: bytes, path: bytes) -> None:
-        what = f"tree {tree_id}"
-        for node in decode_tree(self._repo.load_tree_document(tree_id), what):
+        nodes, bad = decode_entries(self._repo.load_tree_document(tree_id), f"tree {tree_id}")
+        for entry in bad:  # the first of a repeated name was restored; later ones never are
+            if self._selection(path + b"/" + entry.name) != "skip":
+                self._error(path + b"/" + entry.name, f"not restored: {entry.reason}")
+        for node in nodes:
             child_path = path + b"/" + node.name
             try:
                 name = safe_name(node.name)
@@ -191,7 +194,13 @@ class Restorer:
     def _restore_file(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> None:
         link_key = (node.device, node.inode)
         if node.links > 1 and link_key in self._links:
-            os.link(self._links[link_key], name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd)
+            os.link(
+                self._links[link_key],
+                name,
+                src_dir_fd=self._root_fd,
+                dst_dir_fd=dir_fd,
+                follow_symlinks=False,  # never link to where a symlink points
+            )
             self.stats.files_restored += 1
             return
         mode = os.O_RDWR if self._opts.verify else os.O_WRONLY
@@ -292,16 +301,22 @@ def _write_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 def _write_sparse(fd: int, data: bytes, offset: int) -> None:
-    """Write the non-zero blocks of ``data``; skipping the rest leaves holes."""
+    """Write the non-zero blocks of ``data``; skipping the rest leaves holes.
+
+    Blocks are aligned to file offsets (not to the chunk's start), so every skipped block
+    is a whole file-system block and stays unallocated.
+    """
     view = memoryview(data)
     run_start = None
-    for i in range(0, len(data), SPARSE_BLOCK):
-        block = data[i : i + SPARSE_BLOCK]
-        if block == ZEROS[: len(block)]:
+    i, end = 0, len(data)
+    while i < end:
+        j = min(end, i + SPARSE_BLOCK - (offset + i) % SPARSE_BLOCK)
+        if data[i:j] == ZEROS[: j - i]:
             if run_start is not None:
                 _write_all(fd, view[run_start:i], offset + run_start)
                 run_start = None
         elif run_start is None:
             run_start = i
+        i = j
     if run_start is not None:
         _write_all(fd, view[run_start:], offset + run_start)

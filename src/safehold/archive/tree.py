@@ -13,7 +13,17 @@ from typing import Any
 
 from safehold.errors import CorruptObject, InvalidPath
 
-__all__ = ["Node", "decode_tree", "encode_tree", "safe_name"]
+__all__ = [
+    "BadEntry",
+    "Node",
+    "decode_entries",
+    "decode_tree",
+    "doc_name",
+    "encode_docs",
+    "encode_tree",
+    "node_doc",
+    "safe_name",
+]
 
 NODE_TYPES = ("file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket")
 
@@ -57,7 +67,7 @@ def _get_bytes(doc: dict[str, Any], key: str) -> bytes:
     return str(doc.get(key, "")).encode("utf-8", "surrogateescape")
 
 
-def _node_doc(node: Node) -> dict[str, Any]:
+def node_doc(node: Node) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     _put_bytes(doc, "name", node.name)
     doc.update(
@@ -89,44 +99,116 @@ def _node_doc(node: Node) -> dict[str, Any]:
 
 def encode_tree(nodes: list[Node]) -> bytes:
     """The canonical bytes of a directory: same entries, same bytes, same blob id."""
-    nodes = sorted(nodes, key=lambda n: n.name)
-    return json.dumps({"nodes": [_node_doc(n) for n in nodes]}, separators=(",", ":")).encode()
+    return encode_docs([node_doc(n) for n in sorted(nodes, key=lambda n: n.name)])
+
+
+def encode_docs(docs: list[dict[str, Any]]) -> bytes:
+    """A tree from node documents already sorted by name (the backup's fast path)."""
+    return json.dumps({"nodes": docs}, separators=(",", ":")).encode()
+
+
+def doc_name(doc: dict[str, Any]) -> bytes:
+    return _get_bytes(doc, "name")
+
+
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    """An entry of a tree document that cannot be used: malformed, or a repeated name."""
+
+    name: bytes
+    reason: str
+
+
+def decode_entries(doc: dict[str, Any], what: str) -> tuple[list[Node], list[BadEntry]]:
+    """Every usable node of a tree, and apart each malformed entry and each repeated name.
+
+    The first entry of a name wins. Restore reports the bad entries and goes on with the
+    rest; ``decode_tree`` refuses the whole tree instead.
+    """
+    docs = doc.get("nodes") if isinstance(doc, dict) else None
+    if not isinstance(docs, list):
+        raise CorruptObject(what, "malformed tree (no list of nodes)")
+    nodes: list[Node] = []
+    bad: list[BadEntry] = []
+    seen: set[bytes] = set()
+    for d in docs:
+        try:
+            node = _decode_node(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            bad.append(BadEntry(_best_name(d), f"malformed entry ({exc})"))
+            continue
+        if node.name in seen:
+            bad.append(BadEntry(node.name, "duplicate name in one directory"))
+            continue
+        seen.add(node.name)
+        nodes.append(node)
+    return nodes, bad
 
 
 def decode_tree(doc: dict[str, Any], what: str) -> list[Node]:
-    try:
-        nodes = [_decode_node(d) for d in doc["nodes"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptObject(what, f"malformed tree ({exc})") from None
-    names = [n.name for n in nodes]
-    if len(set(names)) != len(names):
+    nodes, bad = decode_entries(doc, what)
+    for entry in bad:
+        if not entry.reason.startswith("duplicate"):
+            raise CorruptObject(what, entry.reason.replace("malformed entry", "malformed tree"))
+    if bad:
         raise InvalidPath(f"{what}: duplicate names in one directory")
     return nodes
+
+
+def _best_name(d: object) -> bytes:
+    try:
+        return _get_bytes(d, "name") if isinstance(d, dict) else b""
+    except (TypeError, ValueError):
+        return b""
+
+
+def _int(d: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """An integer field within the range the system calls accept (so restore cannot crash)."""
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} is not an integer")
+    if not low <= value <= high:
+        raise ValueError(f"{key} {value} out of range")
+    return value
+
+
+_U32, _U64, _I64 = 2**32 - 1, 2**64 - 1, 2**63 - 1
 
 
 def _decode_node(d: dict[str, Any]) -> Node:
     node_type = d["type"]
     if node_type not in NODE_TYPES:
         raise ValueError(f"unknown node type {node_type!r}")
+    subtree = d.get("subtree")
+    if subtree is not None and not isinstance(subtree, str):
+        raise ValueError("subtree is not a tree id")
+    xattrs = d.get("xattrs", {})
+    if not isinstance(xattrs, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in xattrs.items()
+    ):
+        raise ValueError("malformed xattrs")
+    content = d.get("content", [])
+    if not isinstance(content, list):
+        raise ValueError("content is not a list")
     return Node(
         name=_get_bytes(d, "name"),
         type=node_type,
-        mode=int(d.get("mode", 0)),
-        uid=int(d.get("uid", 0)),
-        gid=int(d.get("gid", 0)),
+        mode=_int(d, "mode", 0, 0, 0o7777),
+        uid=_int(d, "uid", 0, 0, _U32),
+        gid=_int(d, "gid", 0, 0, _U32),
         user=str(d.get("user", "")),
         group=str(d.get("group", "")),
-        mtime_ns=int(d.get("mtime_ns", 0)),
-        ctime_ns=int(d.get("ctime_ns", 0)),
-        inode=int(d.get("inode", 0)),
-        device=int(d.get("device", 0)),
-        links=int(d.get("links", 1)),
-        size=int(d.get("size", 0)),
-        content=[bytes.fromhex(c) for c in d.get("content", [])],
-        subtree=d.get("subtree"),
+        mtime_ns=_int(d, "mtime_ns", 0, -_I64 - 1, _I64),
+        ctime_ns=_int(d, "ctime_ns", 0, -_I64 - 1, _I64),
+        inode=_int(d, "inode", 0, 0, _U64),
+        device=_int(d, "device", 0, 0, _U64),
+        links=_int(d, "links", 1, 0, _U64),
+        size=_int(d, "size", 0, 0, _I64),
+        content=[bytes.fromhex(c) for c in content],
+        subtree=subtree,
         target=_get_bytes(d, "target") if node_type == "symlink" else b"",
-        rdev=int(d.get("rdev", 0)),
-        xattrs={k: base64.b64decode(v) for k, v in d.get("xattrs", {}).items()},
+        rdev=_int(d, "rdev", 0, 0, _U64),
+        xattrs={k: base64.b64decode(v, validate=True) for k, v in xattrs.items()},
     )
 
 

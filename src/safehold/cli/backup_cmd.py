@@ -72,7 +72,7 @@ def backup(
         time=time,
         force=force,
         stdin=sys.stdin.buffer if stdin else None,
-        stdin_filename=stdin_filename,
+        stdin_filename=_stdin_name(stdin_filename) if stdin else stdin_filename,
         parent=parent,
     )
     repo = s.open_repository()
@@ -80,6 +80,14 @@ def backup(
     _report(result, s)
     if result.stats.errors:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _stdin_name(name: str) -> str:
+    """The path the stream is stored at: at least one name, no "." or ".." in it."""
+    parts = [p for p in name.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts) or "\0" in name:
+        raise InvalidArgument(f"--stdin-filename {name!r} is not a usable file name")
+    return "/".join(parts)
 
 
 def _run(repo: Repository, request: BackupRequest, s: Settings) -> BackupResult:

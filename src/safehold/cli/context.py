@@ -97,10 +97,9 @@ def _run_password_command(command: str) -> bytes:
     try:
         out = subprocess.run(command, shell=True, check=True, capture_output=True, timeout=60)
     except subprocess.CalledProcessError as exc:
-        tail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise InvalidArgument(
-            f"password command failed (exit {exc.returncode}): {tail[0]}"
-        ) from None
+        tail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        detail = f": {tail[0]}" if tail else ""
+        raise InvalidArgument(f"password command failed (exit {exc.returncode}){detail}") from None
     except subprocess.TimeoutExpired:
         raise InvalidArgument("password command timed out after 60 s") from None
     return out.stdout.rstrip(b"\r\n")
