@@ -303,12 +303,13 @@ class Archiver:
         if st.st_nlink > 1 and link_key in self._hardlinks:
             content = self._hardlinks[link_key]
         if content is not None:
-            self._count_unmodified(st, content)
             node.size, node.content = st.st_size, content
-            return node
-        node.size, node.content = self._read_file(path, st)
+        else:
+            node.size, node.content = self._read_file(path, st)
         if parent is None or parent.get("type") != "file":
             self.stats.files_new += 1
+        elif [bytes.fromhex(h) for h in parent.get("content", [])] == node.content:
+            self.stats.files_unmodified += 1
         else:
             self.stats.files_changed += 1
         if st.st_nlink > 1:

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from safehold.errors import CorruptObject
+from safehold.errors import CorruptObject, InvalidArgument
 from safehold.repo.crypto import MasterKey
 
 __all__ = ["FORMAT_VERSION", "RepoConfig", "read_version"]
@@ -33,7 +33,22 @@ class RepoConfig:
     @classmethod
     def generate(cls, **overrides: int) -> RepoConfig:
         seed = int.from_bytes(os.urandom(7), "little")  # pyfastcdc wants seed < 2**63
-        return cls(id=os.urandom(16).hex(), chunk_seed=seed, **overrides)
+        config = cls(id=os.urandom(16).hex(), chunk_seed=seed, **overrides)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Refuse parameters the chunker or the pack format cannot work with."""
+        if not (64 <= self.chunk_min <= 1 << 20 and 256 <= self.chunk_avg <= 4 << 20):
+            raise InvalidArgument("chunk sizes out of range: min 64 B-1 MiB, avg 256 B-4 MiB")
+        if not (1024 <= self.chunk_max <= 16 << 20):
+            raise InvalidArgument("chunk max out of range: 1 KiB-16 MiB")
+        if not self.chunk_min <= self.chunk_avg <= self.chunk_max:
+            raise InvalidArgument("chunk sizes must satisfy min <= avg <= max")
+        if not 0 <= self.compression_level <= 22:
+            raise InvalidArgument("compression level must be 0 (off) to 22")
+        if self.pack_size < 1024:
+            raise InvalidArgument("pack size must be at least 1 KiB")
 
     def to_bytes(self, key: MasterKey) -> bytes:
         sealed = key.seal(json.dumps(asdict(self)).encode())

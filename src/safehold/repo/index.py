@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from safehold.errors import CorruptObject
 from safehold.repo.pack import BlobType, PackEntry
 
-__all__ = ["BlobLocation", "Index", "decode_index", "encode_index"]
+__all__ = ["BlobLocation", "Index", "encode_index"]
 
 
-@dataclass(frozen=True, slots=True)
-class BlobLocation:
+class BlobLocation(NamedTuple):
     pack: str
     type: BlobType
     offset: int
@@ -44,11 +43,33 @@ class Index:
                 e.id, BlobLocation(pack, e.type, e.offset, e.length, e.raw_length)
             )
 
+    def add_document(self, doc: Any, what: str) -> None:
+        """Add a decoded index document; the loading hot path, so no intermediate objects."""
+        types = _TYPES
+        blobs = self._blobs
+        try:
+            for p in doc["packs"]:
+                pack = p["id"]
+                for b in p["blobs"]:
+                    blob_id = bytes.fromhex(b["id"])
+                    if blob_id not in blobs:
+                        blobs[blob_id] = BlobLocation(
+                            pack, types[b["type"]], b["offset"], b["length"], b["raw_length"]
+                        )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptObject(what, f"not an index document ({exc})") from None
+
+    def remove_packs(self, packs: set[str]) -> None:
+        self._blobs = {k: v for k, v in self._blobs.items() if v.pack not in packs}
+
     def items(self) -> Iterator[tuple[bytes, BlobLocation]]:
         return iter(self._blobs.items())
 
     def packs(self) -> set[str]:
         return {loc.pack for loc in self._blobs.values()}
+
+
+_TYPES = {t.name.lower(): t for t in BlobType}
 
 
 def encode_index(packs: dict[str, list[PackEntry]]) -> bytes:
@@ -71,23 +92,3 @@ def encode_index(packs: dict[str, list[PackEntry]]) -> bytes:
         ]
     }
     return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def decode_index(raw: bytes, what: str) -> dict[str, list[PackEntry]]:
-    try:
-        doc = json.loads(raw)
-        return {
-            p["id"]: [
-                PackEntry(
-                    BlobType[b["type"].upper()],
-                    bytes.fromhex(b["id"]),
-                    b["offset"],
-                    b["length"],
-                    b["raw_length"],
-                )
-                for b in p["blobs"]
-            ]
-            for p in doc["packs"]
-        }
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptObject(what, f"not an index document ({exc})") from None

@@ -21,12 +21,13 @@ from safehold.errors import (
     NotFound,
     RepositoryExists,
     RepositoryMissing,
+    SafeholdError,
     WrongPassword,
 )
 from safehold.repo.compression import compress, decompress
 from safehold.repo.config import RepoConfig, read_version
 from safehold.repo.crypto import MasterKey, content_hash
-from safehold.repo.index import BlobLocation, Index, decode_index, encode_index
+from safehold.repo.index import BlobLocation, Index, encode_index
 from safehold.repo.keys import DEFAULT_KDF, KdfParams, KeyFile, make_key_file, unwrap
 from safehold.repo.pack import BlobType, PackEntry, parse_header, tail_length
 from safehold.repo.snapshot import Snapshot
@@ -127,9 +128,12 @@ class Repository:
 
     def load_index(self) -> None:
         for index_id in self._ids("index"):
-            packs = decode_index(self._load_document("index", index_id), f"index/{index_id}")
-            for pack_id, entries in packs.items():
-                self.index.add_pack(pack_id, entries)
+            name = f"index/{index_id}"
+            try:
+                doc = json.loads(self._load_document("index", index_id))
+            except ValueError:
+                raise CorruptObject(name, "not an index document") from None
+            self.index.add_document(doc, name)
 
     def save_index(self, packs: dict[str, list[PackEntry]]) -> str | None:
         return self._save_document("index", encode_index(packs)) if packs else None
@@ -175,7 +179,12 @@ class Repository:
 
     @contextmanager
     def writer(self, workers: int | None = None) -> Iterator[BlobWriter]:
-        """Save blobs; on a clean exit every pack is written and indexed, else abandoned."""
+        """Save blobs; on a clean exit every pack is written and indexed.
+
+        On failure the packs already written are indexed too (the next backup then need
+        not upload them again); if even that fails they leave the in-memory index, so
+        nothing later counts on blobs no index file names.
+        """
         new_packs: dict[str, list[PackEntry]] = {}
 
         def indexed(pack_id: str, entries: list[PackEntry]) -> None:
@@ -195,9 +204,19 @@ class Repository:
         try:
             yield writer
             writer.flush()
-            self.save_index(new_packs)
+        except BaseException:
+            writer.close()  # waits for uploads under way, so new_packs is final
+            self._index_written_packs(new_packs)
+            raise
         finally:
             writer.close()
+        self.save_index(new_packs)
+
+    def _index_written_packs(self, packs: dict[str, list[PackEntry]]) -> None:
+        try:
+            self.save_index(packs)
+        except (SafeholdError, OSError):
+            self.index.remove_packs(set(packs))
 
     # ---- trees ------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ def format_time(moment: datetime) -> str:
 def parse_time(text: str) -> datetime:
     """RFC 3339 / ISO 8601; a time without offset is taken as local time."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise InvalidArgument(
             f"invalid time {text!r}: use RFC 3339, e.g. 2026-01-31T12:00:00Z"

@@ -39,7 +39,11 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> None: ...
 
     def get(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
-        """The object, or ``length`` bytes from ``offset`` when ``byte_range=(offset, length)``."""
+        """The object, or ``length`` bytes from ``offset`` when ``byte_range=(offset, length)``.
+
+        A range past the end of the object gives the bytes that exist (as S3 does); the
+        caller, who knows the expected length, decides whether that means damage.
+        """
         ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
