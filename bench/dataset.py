@@ -283,7 +283,7 @@ def mutate_small(rng: random.Random, vocab: Vocabulary, root: Path) -> None:
 
 
 def mutate_medium(rng: random.Random, root: Path) -> None:
-    """Overwrite spots in a quarter of the binaries, grow a tenth by ~2 %, drop one."""
+    """Overwrite spots in a quarter of the binaries, grow a tenth by 1-4 %, drop one."""
     files = files_under(root / MEDIUM_DIR)
     if not files:
         return

@@ -253,8 +253,9 @@ def run_timed(tool: Tool, phase: str, argv: list[str], cwd: Path, data_bytes: in
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        tail = Path(f"{log}.err").read_text(errors="replace")[-2000:]
-        raise ToolError(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")
+        tail = Path(f"{log}.err").read_text(errors="replace")[-2000:].strip()
+        last = tail.splitlines()[-1] if tail else ""
+        raise ToolError(f"exited {proc.returncode}: {last}\n$ {' '.join(argv)}\n{tail}")
     return Measurement(
         phase=phase,
         wall_s=wall,
@@ -325,19 +326,13 @@ def fresh_dir(path: Path) -> None:
 
 
 def prepare(tool: Tool) -> ToolResult:
-    """Empty working area and an initialised repository (init is not timed)."""
+    """Empty working area and an initialised repository (init is not reported)."""
     fresh_dir(tool.home)
     for sub in ("logs", "state"):
         (tool.home / sub).mkdir()
     result = ToolResult(tool=tool.name, version=tool.version())
-    logs = tool.home / "logs"
-    with open(logs / "init.out", "wb") as out, open(logs / "init.err", "wb") as err:
-        proc = subprocess.run(
-            tool.init_cmd(), env=tool.env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err
-        )
-    if proc.returncode != 0:
-        tail = (logs / "init.err").read_text(errors="replace")[-2000:]
-        result.error = f"init exited {proc.returncode}:\n{tail}"
+    with phase_of(tool, result, "init"):
+        run_timed(tool, "init", tool.init_cmd(), tool.home, 0)
     return result
 
 
@@ -424,7 +419,7 @@ def all_ratios(results: dict[str, ToolResult]) -> dict[str, dict[str, float | No
 
 
 def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on, taken at the start (load shows other activity)."""
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -441,6 +436,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "os": platform.freedesktop_os_release().get("PRETTY_NAME", platform.system()),
         "python": platform.python_version(),
+        "load_avg_1min": os.getloadavg()[0],
     }
 
 
@@ -496,7 +492,8 @@ def markdown(report: dict[str, Any], results: dict[str, ToolResult]) -> str:
         f"- Command: `{report['command']}`",
         f"- Date: {mach['date']}",
         f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory_gib']} GiB RAM, "
-        f"{mach['os']}, Linux {mach['kernel']}, Python {mach['python']}",
+        f"{mach['os']}, Linux {mach['kernel']}, Python {mach['python']}, "
+        f"load average {mach['load_avg_1min']:.2f} at start",
         "- Tools: " + ", ".join(f"{r.tool} `{r.version}`" for r in results.values()),
         f"- Dataset: {data['files']} files, {data['bytes'] / MB:.0f} MB"
         f" (scale {data['scale']}), mutate seed {data['mutate_seed']}",
@@ -558,6 +555,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    machine = machine_info()
     work = args.work.resolve()
     tools = make_tools([t for t in args.tools.split(",") if t], work, args.safehold_bin)
     if args.data:
@@ -578,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "command": " ".join(["python", "bench/run.py", *(argv or sys.argv[1:])]),
-        "machine": machine_info(),
+        "machine": machine,
         "dataset": {
             "path": str(data),
             "files": files,
