@@ -366,7 +366,7 @@ class Archiver:
 
     def _save_small(self, fd: int, expected: int) -> tuple[int, list[bytes]]:
         """A file no larger than one chunk's maximum: one read, split in memory."""
-        data = os.read(fd, expected + 1)  # one byte more reveals a file that grew
+        data = _read_up_to(fd, expected + 1)  # one byte more reveals a file that grew
         content = [self._saver.save(BlobType.DATA, c)[0] for c in self._chunker.split(data)]
         return len(data), content
 
@@ -395,6 +395,22 @@ def _open_for_reading(path: bytes) -> int:
         return os.open(path, flags)
     except PermissionError:
         return os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes; loops, since FUSE and network file systems may return less."""
+    data = os.read(fd, limit)
+    if len(data) == limit or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < limit:
+        part = os.read(fd, limit - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def _same_version(a: os.stat_result, b: os.stat_result) -> bool:

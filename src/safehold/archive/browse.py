@@ -65,7 +65,8 @@ def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple
 def diff_trees(
     repo: Repository, old: str | None, new: str | None, prefix: bytes = b""
 ) -> Iterator[tuple[str, bytes, Node]]:
-    """("+", path, node) added, ("-", …) removed, ("M", …) changed; equal subtrees skipped."""
+    """("+", path, node) added, ("-", …) removed, ("M", …) changed (content, target, mode or
+    owner), ("T", …) of another type; equal subtrees are skipped."""
     if old == new:
         return
     before = {n.name: n for n in _nodes(repo, old)}
@@ -84,16 +85,25 @@ def diff_trees(
         elif a is not None and b is not None:
             if a.type != b.type:
                 yield "T", path, b
+                if a.type == "dir":  # what was below the old directory is gone ...
+                    yield from (("-", p, n) for p, n in walk(repo, a.subtree, path))
+                if b.type == "dir":  # ... and what is below the new one is new
+                    yield from (("+", p, n) for p, n in walk(repo, b.subtree, path))
             elif a.type == "dir":
+                if _attributes(a) != _attributes(b):  # a directory's own mode or owner
+                    yield "M", path, b
                 yield from diff_trees(repo, a.subtree, b.subtree, path)
-            elif (a.content, a.target, a.mode, a.uid, a.gid) != (
+            elif (a.content, a.target, a.rdev, *_attributes(a)) != (
                 b.content,
                 b.target,
-                b.mode,
-                b.uid,
-                b.gid,
+                b.rdev,
+                *_attributes(b),
             ):
                 yield "M", path, b
+
+
+def _attributes(node: Node) -> tuple[int, int, int]:
+    return node.mode, node.uid, node.gid
 
 
 def dump_file(repo: Repository, node: Node, out: BinaryIO) -> int:
@@ -128,7 +138,6 @@ class SizeStats:
 def size_stats(repo: Repository, snapshots: list[Snapshot]) -> SizeStats:
     """Logical size (what a restore writes), and what the distinct blobs take raw and stored."""
     stats = SizeStats(snapshots=len(snapshots))
-    seen_trees: set[str] = set()
     seen_blobs: set[bytes] = set()
 
     def account(blob_id: bytes) -> None:
@@ -139,19 +148,29 @@ def size_stats(repo: Repository, snapshots: list[Snapshot]) -> SizeStats:
             stats.stored_size += loc.length
             stats.blobs += 1
 
-    def visit(tree_id: str) -> None:
+    totals: dict[str, tuple[int, int]] = {}  # tree id -> (files, logical size) below it
+
+    def visit(tree_id: str) -> tuple[int, int]:
+        """Each tree is read once however often snapshots repeat it."""
+        if tree_id in totals:
+            return totals[tree_id]
         account(bytes.fromhex(tree_id))
+        files = size = 0
         for node in _nodes(repo, tree_id):
             if node.type == "file":
-                stats.files += 1
-                stats.logical_size += node.size
+                files += 1
+                size += node.size
                 for blob_id in node.content:
                     account(blob_id)
             elif node.type == "dir" and node.subtree:
-                if node.subtree not in seen_trees:
-                    seen_trees.add(node.subtree)
-                visit(node.subtree)
+                sub_files, sub_size = visit(node.subtree)
+                files += sub_files
+                size += sub_size
+        totals[tree_id] = files, size
+        return files, size
 
     for snapshot in snapshots:
-        visit(snapshot.tree)
+        files, size = visit(snapshot.tree)
+        stats.files += files
+        stats.logical_size += size
     return stats

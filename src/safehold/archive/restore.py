@@ -61,7 +61,7 @@ class Restorer:
         self._repo = repo
         self._opts = options
         self._progress = progress or NullProgress()
-        self._includes = [os.fsencode(p.rstrip("/") or "/") for p in options.includes]
+        self._includes = [_include_path(p) for p in options.includes]
         self._is_root = os.geteuid() == 0
         self._links: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
@@ -291,6 +291,13 @@ class Restorer:
         with self._lock:
             self.stats.errors.append((text, message))
         self._progress.error(text, message)
+
+
+def _include_path(path: str) -> bytes:
+    """An include as the snapshot spells paths: absolute, normalised, no trailing "/"."""
+    if not path.startswith("/"):
+        raise InvalidArgument(f"include {path!r} must be an absolute path, as in the snapshot")
+    return b"/" + os.path.normpath(os.fsencode(path)).lstrip(b"/")
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from safehold.archive.progress import Progress
-from safehold.archive.restore import RestoreOptions, Restorer, RestoreStats
+from safehold.archive.restore import OVERWRITE_MODES, RestoreOptions, Restorer, RestoreStats
 from safehold.cli.app import app, settings
 from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out_console, print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
+from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
 
 __all__ = ["restore"]
@@ -41,6 +42,8 @@ def restore(
 ) -> None:
     """Restore SNAPSHOT under --target, recreating the absolute paths it recorded."""
     s = settings(ctx)
+    if overwrite not in OVERWRITE_MODES:  # before any work, whatever the repository holds
+        raise InvalidArgument(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
     repo = s.open_repository()
     snap = resolve_snapshot(repo, snapshot, host, tag, path)
     options = RestoreOptions(

@@ -31,6 +31,9 @@ class BlobType(IntEnum):
     TREE = 1
 
 
+_BLOB_TYPES = frozenset(int(t) for t in BlobType)
+
+
 @dataclass(frozen=True, slots=True)
 class PackEntry:
     type: BlobType
@@ -87,12 +90,16 @@ def parse_header(key: MasterKey, tail: bytes, pack_size: int, what: str) -> list
     if start < 0:
         raise CorruptObject(what, "truncated pack: header longer than the pack")
     header = key.open(tail[start : start + header_len], f"{what} header")
+    if len(header) < _COUNT.size:
+        raise CorruptObject(what, "pack header is too short")
     (count,) = _COUNT.unpack_from(header, 0)
     if len(header) != _COUNT.size + count * _ENTRY.size:
         raise CorruptObject(what, "pack header has the wrong length")
     entries, offset = [], 0
     for i in range(count):
         btype, length, raw_length, blob_id = _ENTRY.unpack_from(header, 4 + i * _ENTRY.size)
+        if btype not in _BLOB_TYPES:
+            raise CorruptObject(what, f"unknown blob type {btype} in pack header")
         entries.append(PackEntry(BlobType(btype), blob_id, offset, length, raw_length))
         offset += length
     if offset + header_len + _TRAILER.size != pack_size:

@@ -98,12 +98,19 @@ class Repository:
             read_version(raw_config)
         except CorruptObject as exc:
             raise NotARepository(store.location, exc.args[1]) from None
+        damaged: list[CorruptObject] = []
         for info in store.list("keys/"):
             key_id = info.key.removeprefix("keys/")
-            key_file = KeyFile.from_bytes(store.get(info.key), info.key)
+            try:
+                key_file = KeyFile.from_bytes(store.get(info.key), info.key)
+            except CorruptObject as exc:  # one damaged key file must not lock out the others
+                damaged.append(exc)
+                continue
             key = unwrap(key_file, password)
             if key is not None:
                 return cls(store, key, RepoConfig.from_bytes(raw_config, key), key_id)
+        if damaged and len(damaged) == len(list(store.list("keys/"))):
+            raise damaged[0]
         raise WrongPassword(store.location)
 
     # ---- sealed JSON documents (index, snapshots) ---------------------------------------
@@ -210,7 +217,11 @@ class Repository:
             raise
         finally:
             writer.close()
-        self.save_index(new_packs)
+        try:
+            self.save_index(new_packs)
+        except BaseException:
+            self.index.remove_packs(set(new_packs))
+            raise
 
     def _index_written_packs(self, packs: dict[str, list[PackEntry]]) -> None:
         try:

@@ -43,8 +43,10 @@ class Snapshot:
         try:
             doc = json.loads(raw)
             doc.pop("id", None)
-            return cls(**doc, id=snapshot_id)
-        except (ValueError, TypeError) as exc:
+            snapshot = cls(**doc, id=snapshot_id)
+            parse_time(snapshot.time)
+            return snapshot
+        except (ValueError, TypeError, AttributeError, InvalidArgument) as exc:
             raise CorruptObject(f"snapshots/{snapshot_id}", f"not a snapshot ({exc})") from None
 
     def matches(self, hosts: Iterable[str], tags: Iterable[str], paths: Iterable[str]) -> bool:

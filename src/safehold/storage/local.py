@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,17 +36,22 @@ class LocalStore:
             raise StoreError(f"invalid object key {key!r}")
         return self.root / key
 
-    def _ensure_dir(self, directory: Path) -> None:
-        if directory not in self._made_dirs:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(directory)
+    def _create_temp(self, tmp: Path) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        if tmp.parent not in self._made_dirs:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(tmp.parent)
+        try:
+            return os.open(tmp, flags, 0o600)
+        except FileNotFoundError:  # the directory was removed since (prune empties them)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(tmp, flags, 0o600)
 
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> None:
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.tmp-{os.urandom(8).hex()}")
         try:
-            self._ensure_dir(path.parent)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = self._create_temp(tmp)
             try:
                 view = memoryview(data)
                 while view:
@@ -54,10 +60,10 @@ class LocalStore:
             finally:
                 os.close(fd)
             if if_absent:
-                os.link(tmp, path)  # fails with EEXIST instead of replacing
-                os.unlink(tmp)
+                _link_if_absent(tmp, path)
             else:
                 os.replace(tmp, path)
+            _fsync_dir(path.parent)
         except FileExistsError:
             tmp.unlink(missing_ok=True)
             raise AlreadyExists(key) from None
@@ -74,7 +80,7 @@ class LocalStore:
                     return f.read()
                 offset, length = byte_range
                 data = os.pread(f.fileno(), length, offset)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise NotFound(key) from None
         except OSError as exc:
             raise StoreError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
@@ -98,12 +104,41 @@ class LocalStore:
 
     def stat(self, key: str) -> ObjectInfo:
         try:
-            return ObjectInfo(key, self._path(key).stat().st_size)
+            st = self._path(key).stat()
         except FileNotFoundError:
             raise NotFound(key) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(key)
+        return ObjectInfo(key, st.st_size)
 
     def delete(self, key: str) -> None:
         try:
             self._path(key).unlink()
         except FileNotFoundError:
             raise NotFound(key) from None
+
+
+def _link_if_absent(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (FileExistsError then).
+
+    ``link`` is atomic; file systems without hard links (FAT, exFAT, some network
+    disks) get an exclusive create of the name, then a rename over it.
+    """
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable: the new name lives in the directory's own blocks."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
