@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from safehold.errors import CorruptObject, InvalidArgument
 from safehold.repo.crypto import MasterKey
@@ -60,7 +60,9 @@ class RepoConfig:
         read_version(raw)
         sealed = base64.b64decode(json.loads(raw)["data"])
         try:
-            return cls(**json.loads(key.open(sealed, "config")))
+            doc = json.loads(key.open(sealed, "config"))
+            known = {f.name for f in fields(cls)}  # fields of later versions are ignored
+            return cls(**{k: v for k, v in doc.items() if k in known})
         except (TypeError, ValueError) as exc:
             raise CorruptObject("config", str(exc)) from None
 

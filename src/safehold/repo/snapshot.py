@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 
 from safehold.errors import CorruptObject, InvalidArgument, SnapshotNotFound
@@ -42,8 +42,8 @@ class Snapshot:
     def from_bytes(cls, raw: bytes, snapshot_id: str) -> Snapshot:
         try:
             doc = json.loads(raw)
-            doc.pop("id", None)
-            snapshot = cls(**doc, id=snapshot_id)
+            known = {f.name for f in fields(cls)} - {"id"}
+            snapshot = cls(**{k: v for k, v in doc.items() if k in known}, id=snapshot_id)
             parse_time(snapshot.time)
             return snapshot
         except (ValueError, TypeError, AttributeError, InvalidArgument) as exc:
