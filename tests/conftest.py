@@ -23,8 +23,7 @@ SAFEHOLD = [sys.executable, "-m", "safehold"]
 @pytest.fixture
 def memory_repo() -> Repository:
     """A repository in memory, small packs so tests see several."""
-    repo = Repository.init(MemoryStore(), PASSWORD, CHEAP_KDF, pack_size=256 * 1024)
-    return repo
+    return Repository.init(MemoryStore(), PASSWORD, CHEAP_KDF, pack_size=256 * 1024)
 
 
 @pytest.fixture

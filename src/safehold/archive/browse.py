@@ -42,12 +42,21 @@ def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node | None:
 
 
 def walk(repo: Repository, tree_id: str | None, prefix: bytes) -> Iterator[tuple[bytes, Node]]:
-    """Every entry below a tree, depth first, with its absolute path."""
-    for node in _nodes(repo, tree_id):
-        path = prefix + b"/" + node.name
+    """Every entry below a tree, depth first, with its absolute path.
+
+    Iterative, not recursive: a tree may be deeper than Python's recursion limit.
+    """
+    stack = [(prefix, iter(_nodes(repo, tree_id)))]
+    while stack:
+        base, entries = stack[-1]
+        node = next(entries, None)
+        if node is None:
+            stack.pop()
+            continue
+        path = base + b"/" + node.name
         yield path, node
         if node.type == "dir":
-            yield from walk(repo, node.subtree, path)
+            stack.append((path, iter(_nodes(repo, node.subtree))))
 
 
 def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple[bytes, Node]]:
@@ -66,22 +75,28 @@ def diff_trees(
     repo: Repository, old: str | None, new: str | None, prefix: bytes = b""
 ) -> Iterator[tuple[str, bytes, Node]]:
     """("+", path, node) added, ("-", …) removed, ("M", …) changed (content, target, mode or
-    owner), ("T", …) of another type; equal subtrees are skipped."""
-    if old == new:
-        return
-    before = {n.name: n for n in _nodes(repo, old)}
-    after = {n.name: n for n in _nodes(repo, new)}
-    for name in sorted(before.keys() | after.keys()):
-        path = prefix + b"/" + name
+    owner), ("T", …) of another type; equal subtrees are skipped. Iterative, like ``walk``."""
+    stack: list[tuple[bytes, Iterator[bytes], dict[bytes, Node], dict[bytes, Node]]] = []
+
+    def compare(old: str | None, new: str | None, prefix: bytes) -> None:
+        if old != new:
+            before = {n.name: n for n in _nodes(repo, old)}
+            after = {n.name: n for n in _nodes(repo, new)}
+            stack.append((prefix, iter(sorted(before.keys() | after.keys())), before, after))
+
+    compare(old, new, prefix)
+    while stack:
+        base, names, before, after = stack[-1]
+        name = next(names, None)
+        if name is None:
+            stack.pop()
+            continue
+        path = base + b"/" + name
         a, b = before.get(name), after.get(name)
         if a is None and b is not None:
-            yield "+", path, b
-            if b.type == "dir":
-                yield from (("+", p, n) for p, n in walk(repo, b.subtree, path))
+            yield from _with_contents("+", repo, path, b)
         elif b is None and a is not None:
-            yield "-", path, a
-            if a.type == "dir":
-                yield from (("-", p, n) for p, n in walk(repo, a.subtree, path))
+            yield from _with_contents("-", repo, path, a)
         elif a is not None and b is not None:
             if a.type != b.type:
                 yield "T", path, b
@@ -92,7 +107,7 @@ def diff_trees(
             elif a.type == "dir":
                 if _attributes(a) != _attributes(b):  # a directory's own mode or owner
                     yield "M", path, b
-                yield from diff_trees(repo, a.subtree, b.subtree, path)
+                compare(a.subtree, b.subtree, path)
             elif (a.content, a.target, a.rdev, *_attributes(a)) != (
                 b.content,
                 b.target,
@@ -100,6 +115,14 @@ def diff_trees(
                 *_attributes(b),
             ):
                 yield "M", path, b
+
+
+def _with_contents(
+    kind: str, repo: Repository, path: bytes, node: Node
+) -> Iterator[tuple[str, bytes, Node]]:
+    yield kind, path, node
+    if node.type == "dir":
+        yield from ((kind, p, n) for p, n in walk(repo, node.subtree, path))
 
 
 def _attributes(node: Node) -> tuple[int, int, int]:
@@ -149,25 +172,45 @@ def size_stats(repo: Repository, snapshots: list[Snapshot]) -> SizeStats:
             stats.blobs += 1
 
     totals: dict[str, tuple[int, int]] = {}  # tree id -> (files, logical size) below it
+    loaded: dict[str, list[Node]] = {}  # trees read, waiting for their subtrees' totals
 
-    def visit(tree_id: str) -> tuple[int, int]:
-        """Each tree is read once however often snapshots repeat it."""
-        if tree_id in totals:
-            return totals[tree_id]
-        account(bytes.fromhex(tree_id))
-        files = size = 0
-        for node in _nodes(repo, tree_id):
-            if node.type == "file":
-                files += 1
-                size += node.size
-                for blob_id in node.content:
-                    account(blob_id)
-            elif node.type == "dir" and node.subtree:
-                sub_files, sub_size = visit(node.subtree)
-                files += sub_files
-                size += sub_size
-        totals[tree_id] = files, size
-        return files, size
+    def visit(root: str) -> tuple[int, int]:
+        """Totals below a tree; each tree is read once however often snapshots repeat it.
+
+        Post-order with an explicit stack: a tree may be deeper than Python's recursion.
+        """
+        stack = [root]
+        while stack:
+            tree_id = stack[-1]
+            if tree_id in totals:
+                stack.pop()
+                continue
+            if tree_id not in loaded:
+                loaded[tree_id] = _nodes(repo, tree_id)
+            nodes = loaded[tree_id]
+            pending = [
+                n.subtree
+                for n in nodes
+                if n.type == "dir" and n.subtree and n.subtree not in totals
+            ]
+            if pending:
+                stack.extend(pending)
+                continue
+            account(bytes.fromhex(tree_id))
+            files = size = 0
+            for node in nodes:
+                if node.type == "file":
+                    files += 1
+                    size += node.size
+                    for blob_id in node.content:
+                        account(blob_id)
+                elif node.type == "dir" and node.subtree:
+                    files += totals[node.subtree][0]
+                    size += totals[node.subtree][1]
+            totals[tree_id] = files, size
+            del loaded[tree_id]
+            stack.pop()
+        return totals[root]
 
     for snapshot in snapshots:
         files, size = visit(snapshot.tree)

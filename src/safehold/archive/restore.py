@@ -14,6 +14,7 @@ import os
 import stat
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -52,6 +53,17 @@ class RestoreStats:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass
+class _OpenDir:
+    """A directory of the walk: restored (or the target itself, ``node`` None), open."""
+
+    node: Node | None
+    fd: int
+    rel: bytes
+    path: bytes
+    entries: Iterator[Node]
+
+
 class Restorer:
     def __init__(
         self, repo: Repository, options: RestoreOptions, progress: Progress | None = None
@@ -73,11 +85,15 @@ class Restorer:
         os.makedirs(target, exist_ok=True)
         root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
         self._root_fd = root_fd
+        stack: list[_OpenDir] = []
         try:
-            self._restore_tree(tree_id, root_fd, b"", b"")
+            stack.append(_OpenDir(None, root_fd, b"", b"", self._entries(tree_id, b"")))
+            self._walk(stack)
             while self._jobs:
                 self._jobs.popleft().result()
         finally:
+            for opened in stack[1:]:  # only when the walk was aborted
+                os.close(opened.fd)
             self._pool.shutdown(wait=True, cancel_futures=True)
             os.close(root_fd)
         return self.stats
@@ -97,35 +113,50 @@ class Restorer:
 
     # ---- the walk ---------------------------------------------------------------------
 
-    def _restore_tree(self, tree_id: str, dir_fd: int, rel: bytes, path: bytes) -> None:
-        nodes, bad = decode_entries(self._repo.load_tree_document(tree_id), f"tree {tree_id}")
-        for entry in bad:  # the first of a repeated name was restored; later ones never are
-            if self._selection(path + b"/" + entry.name) != "skip":
-                self._error(path + b"/" + entry.name, f"not restored: {entry.reason}")
-        for node in nodes:
-            child_path = path + b"/" + node.name
+    def _walk(self, stack: list[_OpenDir]) -> None:
+        """Depth first, without recursion (a tree may be deeper than Python's stack).
+
+        ``stack`` holds one open directory per level; a directory's own metadata is set
+        when its last entry is done, so creating the entries does not change its mtime.
+        """
+        while stack:
+            here = stack[-1]
+            node = next(here.entries, None)
+            if node is None:
+                stack.pop()
+                if here.node is not None:
+                    self._finish_dir(here)
+                continue
+            path = here.path + b"/" + node.name
             try:
                 name = safe_name(node.name)
             except InvalidPath as exc:
-                self._error(child_path, str(exc))
+                self._error(path, str(exc))
                 continue
-            selection = self._selection(child_path)
+            selection = self._selection(path)
             if selection == "skip" or (selection == "descend" and node.type != "dir"):
                 continue
-            child_rel = rel + b"/" + name if rel else name
+            rel = here.rel + b"/" + name if here.rel else name
             try:
-                self._restore_node(node, dir_fd, name, child_rel, child_path)
-            except SafeholdError as exc:
-                self._error(child_path, str(exc))
+                if node.type == "dir":
+                    stack.append(self._enter_dir(node, here.fd, name, rel, path))
+                else:
+                    self._restore_node(node, here.fd, name, rel, path)
+            except (SafeholdError, ValueError) as exc:  # ValueError: a NUL in a symlink target
+                self._error(path, str(exc))
             except OSError as exc:
-                self._error(child_path, exc.strerror or str(exc))
-            except ValueError as exc:  # e.g. a NUL byte in a crafted symlink target
-                self._error(child_path, str(exc))
+                self._error(path, exc.strerror or str(exc))
+
+    def _entries(self, tree_id: str, path: bytes) -> Iterator[Node]:
+        """A tree's usable entries; the bad ones (malformed, a repeated name) are reported."""
+        nodes, bad = decode_entries(self._repo.load_tree_document(tree_id), f"tree {tree_id}")
+        for entry in bad:  # the first of a repeated name is restored, later ones never
+            if self._selection(path + b"/" + entry.name) != "skip":
+                self._error(path + b"/" + entry.name, f"not restored: {entry.reason}")
+        return iter(nodes)
 
     def _restore_node(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> None:
-        if node.type == "dir":
-            self._restore_dir(node, dir_fd, name, rel, path)
-            return
+        """Restore an entry other than a directory."""
         if not self._clear_place(node, dir_fd, name):
             self.stats.files_skipped += 1
             return
@@ -172,7 +203,8 @@ class Restorer:
         os.unlink(name, dir_fd=dir_fd)
         return True
 
-    def _restore_dir(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> None:
+    def _enter_dir(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> _OpenDir:
+        """Create (or reuse) a directory and open it, with its entries still to restore."""
         old = self._existing(dir_fd, name)
         if old is not None and not stat.S_ISDIR(old.st_mode):
             if self._opts.overwrite == "never":
@@ -183,13 +215,24 @@ class Restorer:
             os.mkdir(name, 0o700, dir_fd=dir_fd)
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
-            if node.subtree:
-                self._restore_tree(node.subtree, fd, rel, path)
-            if self._selection(path) == "all":
-                self._set_fd_metadata(node, fd)
-            self.stats.dirs_restored += 1
-        finally:
+            entries = self._entries(node.subtree, path) if node.subtree else iter(())
+        except BaseException:
             os.close(fd)
+            raise
+        return _OpenDir(node, fd, rel, path, entries)
+
+    def _finish_dir(self, opened: _OpenDir) -> None:
+        assert opened.node is not None
+        try:
+            if self._selection(opened.path) == "all":
+                self._set_fd_metadata(opened.node, opened.fd)
+            self.stats.dirs_restored += 1
+        except (SafeholdError, ValueError) as exc:
+            self._error(opened.path, str(exc))
+        except OSError as exc:
+            self._error(opened.path, exc.strerror or str(exc))
+        finally:
+            os.close(opened.fd)
 
     def _restore_file(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> None:
         link_key = (node.device, node.inode)
