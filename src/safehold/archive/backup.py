@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from safehold.archive.excludes import Excluder
 from safehold.archive.metadata import group_name, read_xattrs, user_name
 from safehold.archive.progress import NullProgress, Progress
 from safehold.archive.tree import Node, doc_name, encode_docs, node_doc
-from safehold.errors import CorruptObject
+from safehold.errors import CorruptObject, InvalidArgument, StoreError
 from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
 from safehold.repo.writer import BlobSaver
@@ -111,9 +112,18 @@ class Archiver:
                 self._root_devices.add(os.lstat(path).st_dev)
             except OSError:
                 continue
-        if root.is_target:  # "/" itself
-            return self._save_dir(b"/", parent_tree)
-        return self._save_virtual(b"", root, parent_tree)
+        if not self._root_devices:
+            raise InvalidArgument("none of the paths to back up exists; nothing recorded")
+        # Each directory level costs three Python frames; a path of 4096 bytes can be
+        # 2048 levels deep. Python 3.11 calls between Python functions use no C stack.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 8 * 2048))
+        try:
+            if root.is_target:  # "/" itself
+                return self._save_dir(b"/", parent_tree)
+            return self._save_virtual(b"", root, parent_tree)
+        finally:
+            sys.setrecursionlimit(limit)
 
     def backup_stream(self, stream: BinaryIO, path: bytes) -> str:
         """Save one stream as a file at ``path`` (absolute) and return the root tree id."""
@@ -162,10 +172,14 @@ class Archiver:
         """The parent snapshot's entries of a directory, as stored, by name."""
         if tree_id is None:
             return {}
-        nodes = self._repo.load_tree_document(tree_id).get("nodes")
-        if not isinstance(nodes, list):
-            raise CorruptObject(f"tree {tree_id}", "not a tree document")
-        return {doc_name(d): d for d in nodes}
+        try:
+            nodes = self._repo.load_tree_document(tree_id).get("nodes")
+            if not isinstance(nodes, list):
+                raise CorruptObject(f"tree {tree_id}", "not a tree document")
+            return {doc_name(d): d for d in nodes}
+        except (CorruptObject, StoreError):
+            # A damaged or lost parent only costs speed: compare with nothing, read all.
+            return {}
 
     def _save_virtual(self, prefix: bytes, target: _Target, parent_tree: str | None) -> str:
         parents = self._parent_docs(parent_tree)

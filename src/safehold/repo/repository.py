@@ -59,6 +59,7 @@ class Repository:
         self.config = config
         self.key_id = key_id
         self.index = Index()
+        self.damaged_snapshots: list[SafeholdError] = []
         self._index_lock = threading.Lock()
 
     # ---- creating and opening -------------------------------------------------------
@@ -251,10 +252,14 @@ class Repository:
         return snapshot.id
 
     def list_snapshots(self) -> list[Snapshot]:
-        snapshots = [
-            Snapshot.from_bytes(self._load_document("snapshots", sid), sid)
-            for sid in self._ids("snapshots")
-        ]
+        """Every readable snapshot, oldest first; damaged ones go to ``damaged_snapshots``."""
+        snapshots = []
+        self.damaged_snapshots = []
+        for sid in self._ids("snapshots"):
+            try:
+                snapshots.append(Snapshot.from_bytes(self._load_document("snapshots", sid), sid))
+            except (CorruptObject, NotFound) as exc:
+                self.damaged_snapshots.append(exc)
         return sorted(snapshots, key=lambda s: (s.datetime, s.id))
 
     # ---- keys -------------------------------------------------------------------------

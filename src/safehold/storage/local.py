@@ -89,7 +89,7 @@ class LocalStore:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root / prefix if prefix else self.root
         start = base if base.is_dir() else base.parent
-        for dirpath, dirnames, filenames in os.walk(start):
+        for dirpath, dirnames, filenames in os.walk(start, onerror=_raise_unreadable):
             dirnames.sort()
             for name in sorted(filenames):
                 if name.startswith("."):
@@ -142,3 +142,10 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _raise_unreadable(exc: OSError) -> None:
+    """os.walk skips directories it cannot read; a store must not hide objects that way."""
+    if isinstance(exc, FileNotFoundError):
+        return
+    raise StoreError(f"cannot list {exc.filename}: {exc.strerror}") from exc
