@@ -234,12 +234,6 @@ def test_incremental_backup_of_metadata_changes(tmp_path: Path) -> None:
     assert_same_tree(src, inside(target, src))
 
 
-@pytest.mark.xfail(
-    reason="bug: archive/backup.py recurses three frames per directory level "
-    "(_save_dir:196 -> _save_entry:243 -> _save_dir_entry:269 -> _save_dir), so a tree about "
-    "330 levels deep raises RecursionError and aborts the whole backup",
-    strict=True,
-)
 def test_backup_of_a_very_deep_tree(local_repo: Repository, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write(src.joinpath(*["d"] * 400) / "leaf", b"leaf\n")

@@ -3,8 +3,10 @@
 Safety: every entry is created relative to an open descriptor of its parent directory,
 from a single validated name, with O_NOFOLLOW; so neither ``../`` names nor symlinks (in
 the snapshot or already in the target) can make restore write outside the target.
-Speed: the walk creates entries in one thread; file contents are fetched, decrypted and
-written by a pool, a bounded number of open files at a time.
+Speed: the walk runs in one thread; files are created, fetched, decrypted and written by
+a pool, a bounded number of files at a time, and a large file in segments by several
+threads at once. A directory stays open until its last file is done; then its metadata
+is set, so creating entries does not change its restored mtime.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = ["OVERWRITE_MODES", "RestoreOptions", "RestoreStats", "Restorer"]
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 MAX_OPEN_FILES = 64
+SEGMENT_BLOBS = 4  # a large file is written by several threads, this many blobs each
 SPARSE_BLOCK = 4096  # the usual file-system block: a smaller hole is no hole
 ZEROS = bytes(SPARSE_BLOCK)
 ZERO_PROBE = bytes(2 * SPARSE_BLOCK)  # a chunk without such a run has no aligned hole
@@ -55,13 +58,33 @@ class RestoreStats:
 
 @dataclass
 class _OpenDir:
-    """A directory of the walk: restored (or the target itself, ``node`` None), open."""
+    """A directory of the walk: restored (or the target itself, ``node`` None), open.
+
+    ``pending`` counts the walk (until it leaves the directory) and each file job in it;
+    the last to finish sets the directory's metadata and closes it. ``fresh`` means the
+    restore made it, so nothing can be in the way of its entries.
+    """
 
     node: Node | None
     fd: int
     rel: bytes
     path: bytes
     entries: Iterator[Node]
+    fresh: bool = False
+    pending: int = 1
+
+
+@dataclass
+class _OpenFile:
+    """A file being written by one or more segment jobs; the last one finishes it."""
+
+    node: Node
+    fd: int
+    path: bytes
+    parent: _OpenDir
+    segments: int
+    written: int = 0
+    failed: bool = False
 
 
 class Restorer:
@@ -79,6 +102,7 @@ class Restorer:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2))
         self._jobs: deque[Future[None]] = deque()
+        self._segments: list[Future[None]] = []
         self.stats = RestoreStats()
 
     def restore(self, tree_id: str, target: str) -> RestoreStats:
@@ -91,10 +115,15 @@ class Restorer:
             self._walk(stack)
             while self._jobs:
                 self._jobs.popleft().result()
+            while self._segments:
+                with self._lock:
+                    segments, self._segments = self._segments, []
+                for segment in segments:
+                    segment.result()
         finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
             for opened in stack[1:]:  # only when the walk was aborted
                 os.close(opened.fd)
-            self._pool.shutdown(wait=True, cancel_futures=True)
             os.close(root_fd)
         return self.stats
 
@@ -125,7 +154,7 @@ class Restorer:
             if node is None:
                 stack.pop()
                 if here.node is not None:
-                    self._finish_dir(here)
+                    self._release(here)
                 continue
             path = here.path + b"/" + node.name
             try:
@@ -139,9 +168,9 @@ class Restorer:
             rel = here.rel + b"/" + name if here.rel else name
             try:
                 if node.type == "dir":
-                    stack.append(self._enter_dir(node, here.fd, name, rel, path))
+                    stack.append(self._enter_dir(node, here, name, rel, path))
                 else:
-                    self._restore_node(node, here.fd, name, rel, path)
+                    self._restore_node(node, here, name, rel, path)
             except (SafeholdError, ValueError) as exc:  # ValueError: a NUL in a symlink target
                 self._error(path, str(exc))
             except OSError as exc:
@@ -155,13 +184,16 @@ class Restorer:
                 self._error(path + b"/" + entry.name, f"not restored: {entry.reason}")
         return iter(nodes)
 
-    def _restore_node(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> None:
+    def _restore_node(
+        self, node: Node, parent: _OpenDir, name: bytes, rel: bytes, path: bytes
+    ) -> None:
         """Restore an entry other than a directory."""
-        if not self._clear_place(node, dir_fd, name):
+        dir_fd = parent.fd
+        if not parent.fresh and not self._clear_place(node, dir_fd, name):
             self.stats.files_skipped += 1
             return
         if node.type == "file":
-            self._restore_file(node, dir_fd, name, rel, path)
+            self._restore_file(node, parent, name, rel, path)
         elif node.type == "symlink":
             os.symlink(node.target, name, dir_fd=dir_fd)
             self._set_path_metadata(node, dir_fd, name, is_link=True)
@@ -203,15 +235,19 @@ class Restorer:
         os.unlink(name, dir_fd=dir_fd)
         return True
 
-    def _enter_dir(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> _OpenDir:
+    def _enter_dir(
+        self, node: Node, parent: _OpenDir, name: bytes, rel: bytes, path: bytes
+    ) -> _OpenDir:
         """Create (or reuse) a directory and open it, with its entries still to restore."""
-        old = self._existing(dir_fd, name)
+        dir_fd = parent.fd
+        old = None if parent.fresh else self._existing(dir_fd, name)
         if old is not None and not stat.S_ISDIR(old.st_mode):
             if self._opts.overwrite == "never":
                 raise InvalidArgument("a non-directory is in the way")
             os.unlink(name, dir_fd=dir_fd)
             old = None
-        if old is None:
+        fresh = old is None
+        if fresh:
             os.mkdir(name, 0o700, dir_fd=dir_fd)
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
@@ -219,7 +255,15 @@ class Restorer:
         except BaseException:
             os.close(fd)
             raise
-        return _OpenDir(node, fd, rel, path, entries)
+        return _OpenDir(node, fd, rel, path, entries, fresh)
+
+    def _release(self, opened: _OpenDir) -> None:
+        """One user of a directory is done; the last one finishes it."""
+        with self._lock:
+            opened.pending -= 1
+            last = opened.pending == 0
+        if last and opened.node is not None:
+            self._finish_dir(opened)
 
     def _finish_dir(self, opened: _OpenDir) -> None:
         assert opened.node is not None
@@ -234,72 +278,137 @@ class Restorer:
         finally:
             os.close(opened.fd)
 
-    def _restore_file(self, node: Node, dir_fd: int, name: bytes, rel: bytes, path: bytes) -> None:
+    def _restore_file(
+        self, node: Node, parent: _OpenDir, name: bytes, rel: bytes, path: bytes
+    ) -> None:
         link_key = (node.device, node.inode)
         if node.links > 1 and link_key in self._links:
             os.link(
                 self._links[link_key],
                 name,
                 src_dir_fd=self._root_fd,
-                dst_dir_fd=dir_fd,
+                dst_dir_fd=parent.fd,
                 follow_symlinks=False,  # never link to where a symlink points
             )
             self.stats.files_restored += 1
             return
-        mode = os.O_RDWR if self._opts.verify else os.O_WRONLY
-        fd = os.open(name, mode | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
-        if node.links > 1:
+        fd = None
+        if node.links > 1:  # created now, so that its other names can link to it
+            fd = self._create(parent, name)
             self._links[link_key] = rel
+        with self._lock:
+            parent.pending += 1
         while len(self._jobs) >= MAX_OPEN_FILES:
             self._jobs.popleft().result()
-        self._jobs.append(self._pool.submit(self._write_file, node, fd, path))
+        self._jobs.append(self._pool.submit(self._start_file, node, parent, name, path, fd))
+
+    def _create(self, parent: _OpenDir, name: bytes) -> int:
+        mode = os.O_RDWR if self._opts.verify else os.O_WRONLY
+        return os.open(name, mode | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent.fd)
 
     # ---- file contents (pool threads) -------------------------------------------------
 
-    def _write_file(self, node: Node, fd: int, path: bytes) -> None:
+    def _start_file(
+        self, node: Node, parent: _OpenDir, name: bytes, path: bytes, fd: int | None
+    ) -> None:
+        """Create the file and write its first segment; hand the others to the pool."""
         try:
-            written = self._write_content(node, fd)
-            if self._opts.verify:
-                self._verify(node, fd)
-            self._set_fd_metadata(node, fd)
-        except SafeholdError as exc:
-            self._error(path, str(exc))
-            return
+            fd = self._create(parent, name) if fd is None else fd
         except OSError as exc:
             self._error(path, exc.strerror or str(exc))
+            self._release(parent)
             return
+        starts = list(range(0, len(node.content), SEGMENT_BLOBS)) or [0]
+        opened = _OpenFile(node, fd, path, parent, len(starts))
+        offsets = self._segment_offsets(node, starts)
+        for start, offset in zip(starts[1:], offsets[1:], strict=True):
+            segment = self._pool.submit(self._write_segment, opened, start, offset)
+            with self._lock:
+                self._segments.append(segment)
+        self._write_segment(opened, 0, 0)
+
+    def _segment_offsets(self, node: Node, starts: list[int]) -> list[int]:
+        """The file offset where each segment begins, from the blobs' raw lengths."""
+        if len(starts) == 1:
+            return [0]
+        offsets, offset, next_start = [], 0, 0
+        for i, blob_id in enumerate(node.content):
+            if i == starts[next_start]:
+                offsets.append(offset)
+                next_start += 1
+                if next_start == len(starts):
+                    break
+            offset += self._repo.locate(blob_id).raw_length
+        return offsets
+
+    def _write_segment(self, opened: _OpenFile, start: int, offset: int) -> None:
+        blobs = opened.node.content[start : start + SEGMENT_BLOBS]
+        written = 0
+        try:
+            written = self._write_blobs(opened.fd, blobs, offset)
+            if self._opts.verify:
+                self._verify(opened.fd, blobs, offset)
+        except SafeholdError as exc:
+            self._fail(opened, str(exc))
+        except OSError as exc:
+            self._fail(opened, exc.strerror or str(exc))
+        with self._lock:
+            opened.written += written
+            opened.segments -= 1
+            last = opened.segments == 0
+        if last:
+            self._finish_file(opened)
+
+    def _fail(self, opened: _OpenFile, message: str) -> None:
+        with self._lock:
+            first = not opened.failed
+            opened.failed = True
+        if first:
+            self._error(opened.path, message)
+
+    def _finish_file(self, opened: _OpenFile) -> None:
+        node = opened.node
+        try:
+            if not opened.failed:
+                os.ftruncate(opened.fd, node.size)  # also makes a trailing hole
+                if self._opts.verify and os.fstat(opened.fd).st_size != node.size:
+                    raise InvalidArgument("verification failed: restored size differs")
+                self._set_fd_metadata(node, opened.fd)
+        except SafeholdError as exc:
+            self._fail(opened, str(exc))
+        except OSError as exc:
+            self._fail(opened, exc.strerror or str(exc))
         finally:
-            os.close(fd)
+            os.close(opened.fd)
+            self._release(opened.parent)
+        if opened.failed:
+            return
         with self._lock:
             self.stats.files_restored += 1
-            self.stats.bytes_written += written
+            self.stats.bytes_written += opened.written
             if self._opts.verify:
                 self.stats.files_verified += 1
         self._progress.advance(1, node.size)
 
-    def _write_content(self, node: Node, fd: int) -> int:
-        """Write the blobs in order; zero runs become holes, so sparse files stay sparse."""
-        offset = 0
-        for blob_id in node.content:
+    def _write_blobs(self, fd: int, blobs: list[bytes], offset: int) -> int:
+        """Write blobs from ``offset``; zero runs become holes, so sparse files stay sparse."""
+        start = offset
+        for blob_id in blobs:
             data = self._repo.load_blob(blob_id)
             if data.find(ZERO_PROBE) == -1:
                 _write_all(fd, memoryview(data), offset)
             else:
                 _write_sparse(fd, data, offset)
             offset += len(data)
-        os.ftruncate(fd, offset)  # also makes a trailing hole
-        return offset
+        return offset - start
 
-    def _verify(self, node: Node, fd: int) -> None:
-        offset = 0
-        for blob_id in node.content:
+    def _verify(self, fd: int, blobs: list[bytes], offset: int) -> None:
+        for blob_id in blobs:
             length = self._repo.locate(blob_id).raw_length
             data = os.pread(fd, length, offset)
             if self._repo.key.blob_id(data) != blob_id:
                 raise InvalidArgument(f"verification failed at offset {offset}: content differs")
             offset += length
-        if os.fstat(fd).st_size != node.size:
-            raise InvalidArgument("verification failed: restored size differs")
 
     # ---- metadata ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import out_console, print_json
+from safehold.cli.output import err_console, out_console, print_json
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, find_snapshot
 
@@ -55,6 +55,8 @@ def snapshots(
     s = settings(ctx)
     repo = s.open_repository(load_index=False)
     found = [x for x in repo.list_snapshots() if x.matches(host or [], tag or [], path or [])]
+    for damage in repo.damaged_snapshots:  # skipped, but never silently
+        err_console.print(f"warning: {damage}; skipped", markup=False)
     if s.json:
         print_json([snapshot_doc(x) for x in found])
         return

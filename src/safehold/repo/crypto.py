@@ -6,6 +6,7 @@ Every encrypted object on the store is ``nonce (12 bytes) || AES-256-GCM ciphert
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -33,9 +34,14 @@ class MasterKey:
     def generate(cls) -> MasterKey:
         return cls(os.urandom(32), os.urandom(32))
 
+    @functools.cached_property
+    def _aead(self) -> AESGCM:
+        """Built once: constructing the cipher cost as much as sealing a small blob."""
+        return AESGCM(self.encryption)
+
     def seal(self, plaintext: bytes | memoryview) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + AESGCM(self.encryption).encrypt(nonce, plaintext, None)
+        return nonce + self._aead.encrypt(nonce, plaintext, None)
 
     def open(self, sealed: bytes | memoryview, what: str) -> bytes:
         """Decrypt and authenticate; ``what`` names the object in the error."""
@@ -43,7 +49,7 @@ class MasterKey:
             raise CorruptObject(what, f"{len(sealed)} bytes is too short to be sealed data")
         view = memoryview(sealed)
         try:
-            return AESGCM(self.encryption).decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], None)
+            return self._aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], None)
         except InvalidTag:
             raise CorruptObject(what, "authentication failed (damaged or tampered)") from None
 
