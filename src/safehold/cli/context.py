@@ -15,6 +15,8 @@ from safehold.storage import open_store
 
 __all__ = ["Settings"]
 
+EMPTY_PASSWORD = "an empty password is not allowed"
+
 
 @dataclass
 class Settings:
@@ -30,6 +32,13 @@ class Settings:
         return location
 
     def password(self, confirm: bool = False) -> bytes:
+        """The password; ``confirm`` when it is for a new repository (asked twice, never empty)."""
+        password = self._read_password(confirm)
+        if confirm and not password:  # e.g. SAFEHOLD_PASSWORD set from an unset variable
+            raise InvalidArgument(EMPTY_PASSWORD)
+        return password
+
+    def _read_password(self, confirm: bool) -> bytes:
         """From a file, a command, the environment, or a prompt on a terminal, in that order."""
         path = self.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
         if path:
@@ -62,7 +71,7 @@ def prompt_password(prompt: str, confirm: bool = False) -> bytes:
     if confirm and getpass.getpass("Enter the password again: ") != first:
         raise InvalidArgument("the passwords do not match")
     if not first:
-        raise InvalidArgument("an empty password is not allowed")
+        raise InvalidArgument(EMPTY_PASSWORD)
     return first.encode()
 
 
@@ -71,9 +80,14 @@ def new_password(path: str | None) -> bytes:
     if path:
         try:
             with open(path, "rb") as f:
-                return f.read().rstrip(b"\r\n")
+                password = f.read().rstrip(b"\r\n")
         except OSError as exc:
             raise InvalidArgument(f"cannot read password file {path}: {exc.strerror}") from None
+        if not password:
+            raise InvalidArgument(f"{EMPTY_PASSWORD} (the file {path} is empty)")
+        return password
+    if not (sys.stdin.isatty() or _has_tty()):
+        raise InvalidArgument("no new password given: use --new-password-file, or a terminal")
     return prompt_password("New password: ", confirm=True)
 
 

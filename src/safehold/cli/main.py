@@ -12,16 +12,13 @@ import sys
 from types import FrameType
 from typing import NoReturn
 
-import typer
-
-from safehold.cli import backup_cmd, browse_cmd, repo_cmd, restore_cmd, snapshots_cmd
-from safehold.cli.app import app
-from safehold.cli.output import err_console
 from safehold.errors import Interrupted, SafeholdError
+
+# Only light imports up here: the commands (typer, rich, cryptography...) take ~0.15 s to
+# import, and run() installs the Ctrl-C handler first, so an early Ctrl-C exits 130 too.
 
 __all__ = ["run"]
 
-_COMMANDS = (backup_cmd, browse_cmd, repo_cmd, restore_cmd, snapshots_cmd)  # they register
 EXIT_USAGE = 1  # as restic: a usage error is a failure like any other
 SWITCH_INTERVAL = 0.0005
 GLOBAL_FLAGS = {"--json", "--quiet", "-q"}
@@ -55,34 +52,53 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGINT, _interrupt)
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     # The walk holds the GIL while zstd/AES/BLAKE3 threads release and retake it; with the
     # default 5 ms switch interval each retake waits, and a first backup ran at 158 MB/s
     # instead of 267 MB/s (db + large files of bench/, 2 cores).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    signal.signal(signal.SIGINT, _interrupt)
     try:
-        # standalone_mode=False: usage errors come back here and become one line too
-        code = app(args=args or ["--help"], prog_name="safehold", standalone_mode=False)
+        code = _dispatch(args)
     except SafeholdError as exc:
         _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:  # Python's own handler, before run() replaced it
+        _fail(str(Interrupted()), Interrupted.exit_code)
     except BrokenPipeError:
         sys.exit(1)
     except OSError as exc:
         where = f": {os.fsdecode(exc.filename)}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", 1)
-    except typer.Abort:
-        _fail("aborted", 1)
     except Exception as exc:
+        if type(exc).__name__ == "Abort":  # typer.Abort: EOF at a prompt
+            _fail("aborted", 1)
         usage = _usage_error(exc)
         if usage is None:  # a bug: still one line, never a traceback
             _fail(f"internal error: {type(exc).__name__}: {exc}", 1)
         _fail(usage, EXIT_USAGE)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)
+
+
+def _dispatch(args: list[str]) -> int:
+    """Import the commands (they register on ``app``) and run the one ``args`` name."""
+    from safehold.cli import (  # noqa: F401
+        backup_cmd,
+        browse_cmd,
+        repo_cmd,
+        restore_cmd,
+        snapshots_cmd,
+    )
+    from safehold.cli.app import app
+
+    # standalone_mode=False: usage errors come back to run() and become one line too
+    code = app(args=args or ["--help"], prog_name="safehold", standalone_mode=False)
+    return code if isinstance(code, int) else 0
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err_console.print(f"safehold: {message}", markup=False)
+    # plain stderr, not rich: this may run before rich is even imported
+    sys.stderr.write(f"safehold: {message}\n")
+    sys.stderr.flush()
     sys.exit(code)
 
 

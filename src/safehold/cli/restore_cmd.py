@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from safehold.archive.browse import find_node
 from safehold.archive.progress import Progress
 from safehold.archive.restore import OVERWRITE_MODES, RestoreOptions, Restorer, RestoreStats
 from safehold.cli.app import app, settings
@@ -46,6 +47,8 @@ def restore(
         raise InvalidArgument(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
     repo = s.open_repository()
     snap = resolve_snapshot(repo, snapshot, host, tag, path)
+    for wanted in include or []:  # a mistyped --include must not "succeed" restoring nothing
+        find_node(repo, snap, wanted)
     options = RestoreOptions(
         includes=list(include or []),
         overwrite=overwrite,
