@@ -84,6 +84,7 @@ class _OpenFile:
     parent: _OpenDir
     segments: int
     written: int = 0
+    sparse: bool = False
     failed: bool = False
 
 
@@ -98,6 +99,8 @@ class Restorer:
         self._progress = progress or NullProgress()
         self._includes = [_include_path(p) for p in options.includes]
         self._is_root = os.geteuid() == 0
+        self._own_ids = (os.geteuid(), os.getegid())
+        self._umask = _current_umask()
         self._links: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2))
@@ -294,7 +297,7 @@ class Restorer:
             return
         fd = None
         if node.links > 1:  # created now, so that its other names can link to it
-            fd = self._create(parent, name)
+            fd = self._create(parent, name, node)
             self._links[link_key] = rel
         with self._lock:
             parent.pending += 1
@@ -302,9 +305,12 @@ class Restorer:
             self._jobs.popleft().result()
         self._jobs.append(self._pool.submit(self._start_file, node, parent, name, path, fd))
 
-    def _create(self, parent: _OpenDir, name: bytes) -> int:
-        mode = os.O_RDWR if self._opts.verify else os.O_WRONLY
-        return os.open(name, mode | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent.fd)
+    def _create(self, parent: _OpenDir, name: bytes, node: Node) -> int:
+        """Create with the file's own permission bits (the fd stays writable whatever they
+        are), so that most files need no chmod later."""
+        flags = os.O_RDWR if self._opts.verify else os.O_WRONLY
+        flags |= os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        return os.open(name, flags, node.mode & 0o777, dir_fd=parent.fd)
 
     # ---- file contents (pool threads) -------------------------------------------------
 
@@ -313,7 +319,7 @@ class Restorer:
     ) -> None:
         """Create the file and write its first segment; hand the others to the pool."""
         try:
-            fd = self._create(parent, name) if fd is None else fd
+            fd = self._create(parent, name, node) if fd is None else fd
         except OSError as exc:
             self._error(path, exc.strerror or str(exc))
             self._release(parent)
@@ -345,7 +351,7 @@ class Restorer:
         blobs = opened.node.content[start : start + SEGMENT_BLOBS]
         written = 0
         try:
-            written = self._write_blobs(opened.fd, blobs, offset)
+            written = self._write_blobs(opened, blobs, offset)
             if self._opts.verify:
                 self._verify(opened.fd, blobs, offset)
         except SafeholdError as exc:
@@ -370,10 +376,11 @@ class Restorer:
         node = opened.node
         try:
             if not opened.failed:
-                os.ftruncate(opened.fd, node.size)  # also makes a trailing hole
+                if opened.sparse or opened.written != node.size:
+                    os.ftruncate(opened.fd, node.size)  # also makes a trailing hole
                 if self._opts.verify and os.fstat(opened.fd).st_size != node.size:
                     raise InvalidArgument("verification failed: restored size differs")
-                self._set_fd_metadata(node, opened.fd)
+                self._set_fd_metadata(node, opened.fd, created=opened.parent.fresh)
         except SafeholdError as exc:
             self._fail(opened, str(exc))
         except OSError as exc:
@@ -390,14 +397,15 @@ class Restorer:
                 self.stats.files_verified += 1
         self._progress.advance(1, node.size)
 
-    def _write_blobs(self, fd: int, blobs: list[bytes], offset: int) -> int:
+    def _write_blobs(self, opened: _OpenFile, blobs: list[bytes], offset: int) -> int:
         """Write blobs from ``offset``; zero runs become holes, so sparse files stay sparse."""
-        start = offset
+        start, fd = offset, opened.fd
         for blob_id in blobs:
             data = self._repo.load_blob(blob_id)
             if data.find(ZERO_PROBE) == -1:
                 _write_all(fd, memoryview(data), offset)
             else:
+                opened.sparse = True
                 _write_sparse(fd, data, offset)
             offset += len(data)
         return offset - start
@@ -418,10 +426,15 @@ class Restorer:
             return node.uid, node.gid
         return uid_for(node.user, node.uid), gid_for(node.group, node.gid)
 
-    def _set_fd_metadata(self, node: Node, fd: int) -> None:
-        if self._is_root:
-            os.fchown(fd, *self._owner(node))
-        os.fchmod(fd, node.mode)
+    def _set_fd_metadata(self, node: Node, fd: int, *, created: bool = False) -> None:
+        """Owner, mode, xattrs, times. ``created``: a new file in a directory this restore
+        made, so it is ours and has ``node.mode & ~umask``; unneeded calls are skipped."""
+        owner = self._owner(node)
+        chown = self._is_root and not (created and owner == self._own_ids)
+        if chown:
+            os.fchown(fd, *owner)
+        if chown or not created or node.mode & 0o777 & ~self._umask != node.mode:
+            os.fchmod(fd, node.mode)  # after chown, which clears setuid and setgid
         for key, value in node.xattrs.items():
             try:
                 os.setxattr(fd, key, value)
@@ -479,3 +492,10 @@ def _write_sparse(fd: int, data: bytes, offset: int) -> None:
         i = j
     if run_start is not None:
         _write_all(fd, view[run_start:], offset + run_start)
+
+
+def _current_umask() -> int:
+    """The process umask (read by setting it, so call before the pool's threads run)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
