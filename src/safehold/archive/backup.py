@@ -38,6 +38,7 @@ _TYPES = {
     stat.S_IFSOCK: "socket",
 }
 READ_ATTEMPTS = 3
+RACY_WINDOW_NS = 2_000_000_000
 Doc = dict[str, Any]
 
 
@@ -84,6 +85,7 @@ class Archiver:
         *,
         one_file_system: bool = False,
         force: bool = False,
+        parent_started_ns: int = 0,
         progress: Progress | None = None,
     ) -> None:
         self._repo = repo
@@ -91,6 +93,7 @@ class Archiver:
         self._excluder = excluder
         self._one_fs = one_file_system
         self._force = force
+        self._trusted_before_ns = parent_started_ns - RACY_WINDOW_NS
         self._progress = progress or NullProgress()
         self._chunker = Chunker(repo.config)
         self._hardlinks: dict[tuple[int, int], list[bytes]] = {}
@@ -256,7 +259,7 @@ class Archiver:
             if kind == "dir":
                 return self._save_dir_entry(path, name, st, parent if same else None, parent)
             if kind == "file":
-                if same and not self._force and parent is not None:
+                if same and self._settled(st) and parent is not None:
                     content = self._known_content(parent)
                     if content is not None:
                         self._count_unmodified(st, content)
@@ -335,6 +338,7 @@ class Archiver:
         """The parent's blobs when size, mtime, ctime and inode say the file is the same."""
         if (
             parent is None
+            or not self._settled(st)
             or parent.get("type") != "file"
             or parent.get("size") != st.st_size
             or parent.get("mtime_ns") != st.st_mtime_ns
@@ -343,6 +347,16 @@ class Archiver:
         ):
             return None
         return self._known_content(parent)
+
+    def _settled(self, st: os.stat_result) -> bool:
+        """Whether the parent's record of a file can be trusted at all.
+
+        File-system clocks tick coarsely (ext4 about every 4 ms, FAT 2 s), so a file
+        changed just after the parent backup read it can keep its size, mtime and ctime
+        (git's "racy clean" case). A file changed less than RACY_WINDOW before the parent
+        backup began is read again.
+        """
+        return not self._force and st.st_ctime_ns < self._trusted_before_ns
 
     def _known_content(self, parent: Doc) -> list[bytes] | None:
         content = [bytes.fromhex(h) for h in parent.get("content", [])]

@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -30,6 +30,8 @@ __all__ = ["OVERWRITE_MODES", "RestoreOptions", "RestoreStats", "Restorer"]
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 MAX_OPEN_FILES = 64
+SMALL_BATCH_FILES = 32  # small files go to the pool in batches, their blobs read together
+SMALL_BATCH_BYTES = 4 << 20
 SEGMENT_BLOBS = 4  # a large file is written by several threads, this many blobs each
 SPARSE_BLOCK = 4096  # the usual file-system block: a smaller hole is no hole
 ZEROS = bytes(SPARSE_BLOCK)
@@ -75,6 +77,16 @@ class _OpenDir:
 
 
 @dataclass
+class _SmallFile:
+    """A file of at most one blob, waiting for its batch."""
+
+    node: Node
+    parent: _OpenDir
+    name: bytes
+    path: bytes
+
+
+@dataclass
 class _OpenFile:
     """A file being written by one or more segment jobs; the last one finishes it."""
 
@@ -106,6 +118,8 @@ class Restorer:
         self._pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2))
         self._jobs: deque[Future[None]] = deque()
         self._segments: list[Future[None]] = []
+        self._small: list[_SmallFile] = []
+        self._small_bytes = 0
         self.stats = RestoreStats()
 
     def restore(self, tree_id: str, target: str) -> RestoreStats:
@@ -116,6 +130,7 @@ class Restorer:
         try:
             stack.append(_OpenDir(None, root_fd, b"", b"", self._entries(tree_id, b"")))
             self._walk(stack)
+            self._submit_small()
             while self._jobs:
                 self._jobs.popleft().result()
             while self._segments:
@@ -301,9 +316,23 @@ class Restorer:
             self._links[link_key] = rel
         with self._lock:
             parent.pending += 1
+        if fd is None and len(node.content) <= 1:
+            self._small.append(_SmallFile(node, parent, name, path))
+            self._small_bytes += node.size
+            if len(self._small) >= SMALL_BATCH_FILES or self._small_bytes >= SMALL_BATCH_BYTES:
+                self._submit_small()
+            return
+        self._submit(self._start_file, node, parent, name, path, fd)
+
+    def _submit(self, job: Callable[..., None], *args: object) -> None:
         while len(self._jobs) >= MAX_OPEN_FILES:
             self._jobs.popleft().result()
-        self._jobs.append(self._pool.submit(self._start_file, node, parent, name, path, fd))
+        self._jobs.append(self._pool.submit(job, *args))
+
+    def _submit_small(self) -> None:
+        batch, self._small, self._small_bytes = self._small, [], 0
+        if batch:
+            self._submit(self._restore_small, batch)
 
     def _create(self, parent: _OpenDir, name: bytes, node: Node) -> int:
         """Create with the file's own permission bits (the fd stays writable whatever they
@@ -313,6 +342,32 @@ class Restorer:
         return os.open(name, flags, node.mode & 0o777, dir_fd=parent.fd)
 
     # ---- file contents (pool threads) -------------------------------------------------
+
+    def _restore_small(self, batch: list[_SmallFile]) -> None:
+        """Files of at most one blob, read together (neighbours in a pack in one read)."""
+        blobs = self._repo.load_blobs([f.node.content[0] for f in batch if f.node.content])
+        for f in batch:
+            data = blobs[f.node.content[0]] if f.node.content else b""
+            if isinstance(data, SafeholdError):
+                self._error(f.path, str(data))  # nothing created: no empty stub is left
+                self._release(f.parent)
+                continue
+            try:
+                fd = self._create(f.parent, f.name, f.node)
+            except OSError as exc:
+                self._error(f.path, exc.strerror or str(exc))
+                self._release(f.parent)
+                continue
+            opened = _OpenFile(f.node, fd, f.path, f.parent, segments=0, written=len(data))
+            try:
+                self._write_data(opened, data, 0)
+                if self._opts.verify and f.node.content:
+                    self._verify(fd, f.node.content, 0)
+            except SafeholdError as exc:
+                self._fail(opened, str(exc))
+            except OSError as exc:
+                self._fail(opened, exc.strerror or str(exc))
+            self._finish_file(opened)
 
     def _start_file(
         self, node: Node, parent: _OpenDir, name: bytes, path: bytes, fd: int | None
@@ -399,16 +454,19 @@ class Restorer:
 
     def _write_blobs(self, opened: _OpenFile, blobs: list[bytes], offset: int) -> int:
         """Write blobs from ``offset``; zero runs become holes, so sparse files stay sparse."""
-        start, fd = offset, opened.fd
+        start = offset
         for blob_id in blobs:
             data = self._repo.load_blob(blob_id)
-            if data.find(ZERO_PROBE) == -1:
-                _write_all(fd, memoryview(data), offset)
-            else:
-                opened.sparse = True
-                _write_sparse(fd, data, offset)
+            self._write_data(opened, data, offset)
             offset += len(data)
         return offset - start
+
+    def _write_data(self, opened: _OpenFile, data: bytes, offset: int) -> None:
+        if data.find(ZERO_PROBE) == -1:
+            _write_all(opened.fd, memoryview(data), offset)
+        else:
+            opened.sparse = True
+            _write_sparse(opened.fd, data, offset)
 
     def _verify(self, fd: int, blobs: list[bytes], offset: int) -> None:
         for blob_id in blobs:

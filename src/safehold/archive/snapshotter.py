@@ -65,6 +65,7 @@ def run_backup(
     repo: Repository, request: BackupRequest, progress: Progress | None = None
 ) -> BackupResult:
     started = time.monotonic()
+    started_ns = time.time_ns()
     progress = progress or NullProgress()
     hostname = request.hostname or socket.gethostname()
     snapshot_time = format_time(parse_time(request.time)) if request.time else now()
@@ -92,6 +93,7 @@ def run_backup(
                 one_file_system=request.one_file_system,
                 force=request.force,
                 progress=progress,
+                parent_started_ns=_started_ns(parent),
             )
             if request.stdin is not None:
                 tree = archiver.backup_stream(request.stdin, paths[0])
@@ -112,6 +114,7 @@ def run_backup(
     )
     result = BackupResult(snapshot, archiver.stats, writer.stats.stored_bytes, duration)
     snapshot.summary = {k: v for k, v in result.summary().items() if k != "snapshot_id"}  # type: ignore[misc]
+    snapshot.summary["backup_start_ns"] = started_ns
     repo.save_snapshot(snapshot)
     return result
 
@@ -138,3 +141,13 @@ def _count(
             progress.set_total(files, size)
     if not stop.is_set():
         progress.set_total(files, size)
+
+
+def _started_ns(parent: Snapshot | None) -> int:
+    """When the parent backup began reading (its snapshot time, for older snapshots)."""
+    if parent is None:
+        return 0
+    recorded = parent.summary.get("backup_start_ns")
+    if isinstance(recorded, int):
+        return recorded
+    return int(parent.datetime.timestamp() * 1e9)
