@@ -12,7 +12,7 @@ from safehold.archive.progress import Progress
 from safehold.archive.snapshotter import BackupRequest, BackupResult, run_backup
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
-from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out_console, print_json
+from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
 from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
 
@@ -106,7 +106,7 @@ def _report(result: BackupResult, s: Settings) -> None:
     if s.quiet:
         return
     st = result.stats
-    out_console.print(
+    out().print(
         f"Files: {st.files_new} new, {st.files_changed} changed, "
         f"{st.files_unmodified} unmodified\n"
         f"Dirs:  {st.dirs_new} new, {st.dirs_changed} changed, {st.dirs_unmodified} unmodified\n"
@@ -115,4 +115,4 @@ def _report(result: BackupResult, s: Settings) -> None:
         f"snapshot {result.snapshot.short_id} saved"
     )
     if st.errors:
-        out_console.print(f"{len(st.errors)} files could not be read (see errors above)")
+        out().print(f"{len(st.errors)} files could not be read (see errors above)")

@@ -13,7 +13,7 @@ import typer
 from safehold.archive.browse import diff_trees, dump_file, find_node, size_stats, walk_path
 from safehold.archive.tree import Node
 from safehold.cli.app import app, settings
-from safehold.cli.output import human_size, out_console, print_json
+from safehold.cli.output import human_size, out, print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
 
@@ -70,13 +70,13 @@ def ls(
         if s.json:
             print_json(_node_doc(entry_path, node))
         elif long:
-            out_console.print(
+            out().print(
                 f"{_mode_text(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
                 f"{node.size:>12} {_time(node.mtime_ns)[:19]} {os.fsdecode(entry_path)}",
                 markup=False,
             )
         else:
-            out_console.print(os.fsdecode(entry_path), markup=False)
+            out().print(os.fsdecode(entry_path), markup=False)
 
 
 @app.command()
@@ -91,7 +91,7 @@ def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
         if s.json:
             print_json({"change": change, "path": os.fsdecode(path), "type": node.type})
         else:
-            out_console.print(f"{change}  {os.fsdecode(path)}", markup=False)
+            out().print(f"{change}  {os.fsdecode(path)}", markup=False)
     if s.json:
         print_json(
             {
@@ -103,7 +103,7 @@ def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
             }
         )
     elif not s.quiet:
-        out_console.print(
+        out().print(
             f"{counts['+']} added, {counts['-']} removed, "
             f"{counts['M']} modified, {counts['T']} changed type"
         )
@@ -149,7 +149,7 @@ def stats(
     if s.json:
         print_json(doc)
         return
-    out_console.print(
+    out().print(
         f"Snapshots:        {st.snapshots}\n"
         f"Files:            {st.files}\n"
         f"Logical size:     {human_size(st.logical_size)}\n"

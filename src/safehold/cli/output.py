@@ -1,28 +1,35 @@
-"""Rendering: JSON for machines, rich tables and progress bars for people."""
+"""Rendering: JSON for machines, rich tables and progress bars for people.
+
+rich is imported only when something is rendered with it (40 ms of start-up that a
+quiet or --json run, e.g. from a scheduler, does not need).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
 
-__all__ = ["BarProgress", "ErrorPrinter", "err_console", "out_console", "print_json"]
+__all__ = ["BarProgress", "ErrorPrinter", "err", "out", "print_json"]
 
-out_console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@functools.cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(doc: Any) -> None:
@@ -56,13 +63,24 @@ class ErrorPrinter:
             if self._json:
                 print_json({"message_type": "error", "item": path, "error": message})
             else:
-                err_console.print(f"error: {path}: {message}", markup=False)
+                sys.stderr.write(f"error: {path}: {message}\n")
+                sys.stderr.flush()
 
 
 class BarProgress(ErrorPrinter):
     """A rich bar on a terminal: files, bytes, throughput and time left."""
 
     def __init__(self, verb: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         super().__init__(as_json=False)
         self._bar = Progress(
             TextColumn(f"[bold]{verb}"),
@@ -72,10 +90,10 @@ class BarProgress(ErrorPrinter):
             TransferSpeedColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=err_console,
+            console=err(),
             transient=True,
         )
-        self._task: TaskID = self._bar.add_task(verb, total=None, files="0")
+        self._task = self._bar.add_task(verb, total=None, files="0")
         self._files = 0
         self._files_total: int | None = None
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from safehold.cli.app import app, settings
 from safehold.cli.context import kdf_params, new_password
-from safehold.cli.output import out_console, print_json
+from safehold.cli.output import out, print_json
 from safehold.repo.repository import Repository
 from safehold.storage import open_store
 
@@ -42,7 +41,7 @@ def init(
             {"message_type": "initialized", "id": repo.config.id, "repository": store.location}
         )
     elif not s.quiet:
-        out_console.print(f"created safehold repository {repo.config.id[:10]} at {store.location}")
+        out().print(f"created safehold repository {repo.config.id[:10]} at {store.location}")
 
 
 @key_app.command("list")
@@ -53,10 +52,12 @@ def key_list(ctx: typer.Context) -> None:
     if s.json:
         print_json([vars(k) for k in keys])
         return
+    from rich.table import Table
+
     table = Table("", "ID", "User", "Host", "Created", box=None)
     for k in keys:
         table.add_row("*" if k.current else "", k.id[:8], k.username, k.hostname, k.created[:19])
-    out_console.print(table)
+    out().print(table)
 
 
 @key_app.command("add")
@@ -101,4 +102,4 @@ def _report(as_json: bool, quiet: bool, action: str, key_id: str) -> None:
     if as_json:
         print_json({"message_type": f"key_{action}", "id": key_id})
     elif not quiet:
-        out_console.print(f"key {key_id[:8]} {action}")
+        out().print(f"key {key_id[:8]} {action}")

@@ -12,7 +12,7 @@ from safehold.archive.browse import find_node
 from safehold.archive.progress import Progress
 from safehold.archive.restore import OVERWRITE_MODES, RestoreOptions, Restorer, RestoreStats
 from safehold.cli.app import app, settings
-from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out_console, print_json
+from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
@@ -77,14 +77,14 @@ def restore(
             }
         )
     elif not s.quiet:
-        out_console.print(
+        out().print(
             f"restored snapshot {snap.short_id} to {target}: {stats.files_restored} files, "
             f"{stats.dirs_restored} dirs, {human_size(stats.bytes_written)} in {duration:.2f}s"
             + (f"; {stats.files_verified} files verified" if verify else "")
         )
     if stats.errors:
         if not s.json:
-            out_console.print(f"{len(stats.errors)} errors (see above)")
+            out().print(f"{len(stats.errors)} errors (see above)")
         raise typer.Exit(1)
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import err_console, out_console, print_json
+from safehold.cli.output import err, out, print_json
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, find_snapshot
 
@@ -56,10 +55,12 @@ def snapshots(
     repo = s.open_repository(load_index=False)
     found = [x for x in repo.list_snapshots() if x.matches(host or [], tag or [], path or [])]
     for damage in repo.damaged_snapshots:  # skipped, but never silently
-        err_console.print(f"warning: {damage}; skipped", markup=False)
+        err().print(f"warning: {damage}; skipped", markup=False)
     if s.json:
         print_json([snapshot_doc(x) for x in found])
         return
+    from rich.table import Table
+
     table = Table("ID", "Time", "Host", "Tags", "Paths", box=None)
     for x in found:
         table.add_row(
@@ -69,5 +70,5 @@ def snapshots(
             ",".join(x.tags),
             "\n".join(x.paths),
         )
-    out_console.print(table)
-    out_console.print(f"{len(found)} snapshots")
+    out().print(table)
+    out().print(f"{len(found)} snapshots")
