@@ -394,7 +394,7 @@ class Archiver:
 
     def _save_small(self, fd: int, expected: int) -> tuple[int, list[bytes]]:
         """A file no larger than one chunk's maximum: one read, split in memory."""
-        data = _read_up_to(fd, expected + 1)  # one byte more reveals a file that grew
+        data = _read_expected(fd, expected)
         content = [self._saver.save(BlobType.DATA, c)[0] for c in self._chunker.split(data)]
         return len(data), content
 
@@ -425,15 +425,19 @@ def _open_for_reading(path: bytes) -> int:
         return os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
 
 
-def _read_up_to(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes; loops, since FUSE and network file systems may return less."""
-    data = os.read(fd, limit)
-    if len(data) == limit or not data:
+def _read_expected(fd: int, expected: int) -> bytes:
+    """A file of ``expected`` bytes, plus one byte more if it grew (the caller sees that).
+
+    One read suffices on local file systems; FUSE and network ones may return less, so
+    a short read is followed until end of file.
+    """
+    data = os.read(fd, expected + 1)
+    if len(data) >= expected or not data:
         return data
     parts = [data]
     got = len(data)
-    while got < limit:
-        part = os.read(fd, limit - got)
+    while got <= expected:
+        part = os.read(fd, expected + 1 - got)
         if not part:
             break
         parts.append(part)

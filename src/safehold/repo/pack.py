@@ -55,16 +55,17 @@ class PackWriter:
     """Accumulates sealed blobs in memory until the pack is big enough to upload."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._parts: list[bytes] = []  # joined once at the end: no regrowing buffer
+        self._size = 0
         self.entries: list[PackEntry] = []
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return self._size
 
     def add(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        entry = PackEntry(blob_type, blob_id, len(self._buf), len(sealed), raw_length)
-        self._buf += sealed
-        self.entries.append(entry)
+        self.entries.append(PackEntry(blob_type, blob_id, self._size, len(sealed), raw_length))
+        self._parts.append(sealed)
+        self._size += len(sealed)
 
     def finish(self, key: MasterKey) -> tuple[str, bytes, list[PackEntry]]:
         """The pack id, bytes and entries; the writer is empty afterwards."""
@@ -72,10 +73,10 @@ class PackWriter:
         for e in self.entries:
             header += _ENTRY.pack(e.type, e.length, e.raw_length, e.id)
         sealed_header = key.seal(bytes(header))
-        self._buf += sealed_header
-        self._buf += _TRAILER.pack(len(sealed_header), PACK_VERSION, KEY_TYPE_SYMMETRIC)
-        data, entries = bytes(self._buf), self.entries
-        self._buf, self.entries = bytearray(), []
+        trailer = _TRAILER.pack(len(sealed_header), PACK_VERSION, KEY_TYPE_SYMMETRIC)
+        data = b"".join([*self._parts, sealed_header, trailer])
+        entries = self.entries
+        self._parts, self._size, self.entries = [], 0, []
         return content_hash(data), data, entries
 
 
