@@ -16,7 +16,7 @@ import pytest
 
 from safehold.archive.restore import RestoreOptions, Restorer, RestoreStats
 from safehold.archive.snapshotter import BackupRequest, BackupResult, run_backup
-from safehold.archive.tree import Node, encode_tree
+from safehold.archive.tree import NODE_TYPE_OF_MODE, Node, encode_tree
 from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
 
@@ -73,17 +73,6 @@ class Entry:
         )
 
 
-_TYPE_NAMES = {
-    stat.S_IFREG: "file",
-    stat.S_IFDIR: "dir",
-    stat.S_IFLNK: "symlink",
-    stat.S_IFIFO: "fifo",
-    stat.S_IFCHR: "chardev",
-    stat.S_IFBLK: "blockdev",
-    stat.S_IFSOCK: "socket",
-}
-
-
 def _xattrs(path: bytes, kind: str) -> tuple[tuple[str, bytes], ...]:
     if kind in ("symlink", "fifo", "socket", "chardev", "blockdev"):
         return ()  # user.* xattrs exist only on files and directories
@@ -93,7 +82,7 @@ def _xattrs(path: bytes, kind: str) -> tuple[tuple[str, bytes], ...]:
 
 def _entry(path: bytes) -> tuple[Entry, tuple[int, int]]:
     st = os.lstat(path)
-    kind = _TYPE_NAMES[stat.S_IFMT(st.st_mode)]
+    kind = NODE_TYPE_OF_MODE[stat.S_IFMT(st.st_mode)]
     content = None
     if kind == "file":
         with open(path, "rb") as f:

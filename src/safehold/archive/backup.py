@@ -20,7 +20,7 @@ from safehold.archive.chunker import Chunker
 from safehold.archive.excludes import Excluder
 from safehold.archive.metadata import group_name, read_xattrs, user_name
 from safehold.archive.progress import NullProgress, Progress
-from safehold.archive.tree import Node, doc_name, encode_docs, node_doc
+from safehold.archive.tree import NODE_TYPE_OF_MODE, Node, doc_name, encode_docs, node_doc
 from safehold.errors import CorruptObject, InvalidArgument, StoreError
 from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
@@ -28,15 +28,6 @@ from safehold.repo.writer import BlobSaver
 
 __all__ = ["Archiver", "BackupStats", "normalize_paths"]
 
-_TYPES = {
-    stat.S_IFREG: "file",
-    stat.S_IFDIR: "dir",
-    stat.S_IFLNK: "symlink",
-    stat.S_IFIFO: "fifo",
-    stat.S_IFCHR: "chardev",
-    stat.S_IFBLK: "blockdev",
-    stat.S_IFSOCK: "socket",
-}
 READ_ATTEMPTS = 3
 RACY_WINDOW_NS = 2_000_000_000
 Doc = dict[str, Any]
@@ -131,38 +122,13 @@ class Archiver:
     def backup_stream(self, stream: BinaryIO, path: bytes) -> str:
         """Save one stream as a file at ``path`` (absolute) and return the root tree id."""
         parts = [p for p in path.split(b"/") if p]
-        now_ns = time.time_ns()
-        uid, gid = os.getuid(), os.getgid()
         size, content = self._save_content(stream)
-        node = Node(
-            name=parts[-1],
-            type="file",
-            mode=0o600,
-            uid=uid,
-            gid=gid,
-            user=user_name(uid),
-            group=group_name(gid),
-            mtime_ns=now_ns,
-            ctime_ns=now_ns,
-            size=size,
-            content=content,
-        )
+        node = _own_node(parts[-1], "file", 0o600, size=size, content=content)
         self.stats.files_new += 1
         self._count_file(size)
         for name in reversed(parts[:-1]):
             subtree = self._save_tree([node_doc(node)])
-            node = Node(
-                name=name,
-                type="dir",
-                mode=0o755,
-                uid=uid,
-                gid=gid,
-                user=user_name(uid),
-                group=group_name(gid),
-                mtime_ns=now_ns,
-                ctime_ns=now_ns,
-                subtree=subtree,
-            )
+            node = _own_node(name, "dir", 0o755, subtree=subtree)
         return self._save_tree([node_doc(node)])
 
     # ---- trees ------------------------------------------------------------------------
@@ -254,7 +220,7 @@ class Archiver:
         """The entry's node document: the parent's own when nothing changed (fast path)."""
         try:
             st = st or os.lstat(path)
-            kind = _TYPES.get(stat.S_IFMT(st.st_mode), "file")
+            kind = NODE_TYPE_OF_MODE.get(stat.S_IFMT(st.st_mode), "file")
             same = parent is not None and parent.get("type") == kind and _same_stat(parent, st)
             if kind == "dir":
                 return self._save_dir_entry(path, name, st, parent if same else None, parent)
@@ -298,7 +264,7 @@ class Archiver:
     def _node_from_stat(self, name: bytes, path: bytes, st: os.stat_result) -> Node:
         return Node(
             name=name,
-            type=_TYPES.get(stat.S_IFMT(st.st_mode), "file"),
+            type=NODE_TYPE_OF_MODE.get(stat.S_IFMT(st.st_mode), "file"),
             mode=stat.S_IMODE(st.st_mode),
             uid=st.st_uid,
             gid=st.st_gid,
@@ -466,6 +432,23 @@ def count_totals(paths: list[bytes], excluder: Excluder, stop: threading.Event) 
                     yield os.lstat(full).st_size
                 except OSError:
                     continue
+
+
+def _own_node(name: bytes, kind: str, mode: int, **fields: Any) -> Node:
+    """A node for an entry that has no file of its own (a stream, its parent dirs)."""
+    uid, gid, now_ns = os.getuid(), os.getgid(), time.time_ns()
+    return Node(
+        name=name,
+        type=kind,
+        mode=mode,
+        uid=uid,
+        gid=gid,
+        user=user_name(uid),
+        group=group_name(gid),
+        mtime_ns=now_ns,
+        ctime_ns=now_ns,
+        **fields,
+    )
 
 
 def _subtree_of(parent: Doc | None) -> str | None:

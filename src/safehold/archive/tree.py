@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from safehold.errors import CorruptObject, InvalidPath
 
 __all__ = [
+    "NODE_TYPE_OF_MODE",
     "BadEntry",
     "Node",
     "decode_entries",
@@ -25,7 +27,16 @@ __all__ = [
     "safe_name",
 ]
 
-NODE_TYPES = ("file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket")
+NODE_TYPE_OF_MODE = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFCHR: "chardev",
+    stat.S_IFBLK: "blockdev",
+    stat.S_IFSOCK: "socket",
+}
+NODE_TYPES = frozenset(NODE_TYPE_OF_MODE.values())
 
 
 @dataclass(slots=True)
