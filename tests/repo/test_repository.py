@@ -429,3 +429,10 @@ def test_a_snapshot_from_another_repository_is_refused(memory_repo: Repository) 
     assert memory_repo.list_snapshots() == []
     (damage,) = memory_repo.damaged_snapshots
     assert "authentication failed" in str(damage)
+
+
+def test_a_repository_without_key_files_says_so(memory_repo: Repository) -> None:
+    for info in list(memory_repo.store.list("keys/")):
+        memory_repo.store.delete(info.key)
+    with pytest.raises(NotARepository, match="no key files"):
+        Repository.open(memory_repo.store, PASSWORD)

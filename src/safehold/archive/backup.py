@@ -37,6 +37,10 @@ class FileChangedError(Exception):
     """The file changed while it was read; storing it would mix old and new data."""
 
 
+class FileReplacedError(FileChangedError):
+    """Another file took the name (an editor's save by rename); worth one fresh look."""
+
+
 @dataclass
 class BackupStats:
     files_new: int = 0
@@ -230,7 +234,13 @@ class Archiver:
                     if content is not None:
                         self._count_unmodified(st, content)
                         return parent
-                return node_doc(self._file_node(path, name, st, parent))
+                try:
+                    return node_doc(self._file_node(path, name, st, parent))
+                except FileReplacedError:
+                    st = os.lstat(path)  # the new file, once; a second swap is reported
+                    if not stat.S_ISREG(st.st_mode):
+                        raise
+                    return node_doc(self._file_node(path, name, st, parent))
             if same:
                 return parent
             node = self._node_from_stat(name, path, st)
@@ -351,8 +361,8 @@ class Archiver:
                 after = os.fstat(fd)
             finally:
                 os.close(fd)
-            if after.st_ino != st.st_ino:
-                raise FileChangedError("file was replaced while the backup ran")
+            if after.st_ino != st.st_ino or not stat.S_ISREG(after.st_mode):
+                raise FileReplacedError("file was replaced while the backup ran")
             if _same_version(st, after) and size == after.st_size:
                 return size, content
             st = after
@@ -384,7 +394,8 @@ class Archiver:
 
 
 def _open_for_reading(path: bytes) -> int:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
+    # O_NONBLOCK: a path swapped for a FIFO since the lstat must not hang the backup
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
     try:
         return os.open(path, flags)
     except PermissionError:

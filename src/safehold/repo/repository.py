@@ -113,6 +113,8 @@ class Repository:
                 return cls(store, key, RepoConfig.from_bytes(raw_config, key), key_id)
         if damaged and len(damaged) == len(list(store.list("keys/"))):
             raise damaged[0]
+        if not damaged and not any(True for _ in store.list("keys/")):
+            raise NotARepository(store.location, "it has no key files (keys/ is empty)")
         raise WrongPassword(store.location)
 
     # ---- sealed JSON documents (index, snapshots) ---------------------------------------
