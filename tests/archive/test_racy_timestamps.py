@@ -9,10 +9,13 @@ times for that one file: a stand-in for a coarse clock, the one fault faked here
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from safehold.archive import backup as backup_module
+from safehold.archive.backup import RACY_WINDOW_NS
 from safehold.repo.repository import Repository
 from tests.archive.helpers import backup, inside, restore, write
 
@@ -48,3 +51,25 @@ def test_a_rewrite_in_the_same_clock_tick_is_not_missed(
     assert second.stats.files_changed == 1
     restore(local_repo, second.snapshot.tree, tmp_path / "target")
     assert (inside(tmp_path / "target", src) / "db.conf").read_bytes() == b"port = 6543\n"
+
+
+def test_an_unchanged_file_is_not_read_again(
+    local_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside the racy window, size, mtime, ctime and inode decide: no content is read."""
+    src = tmp_path / "src"
+    for i in range(20):
+        write(src / f"d{i % 3}" / f"f{i}", os.urandom(5000))
+    time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)  # let the files' ctimes leave the window
+    backup(local_repo, src)
+    opened: list[bytes] = []
+    real_open = backup_module._open_for_reading
+
+    def counting_open(p: bytes) -> int:
+        opened.append(p)
+        return real_open(p)
+
+    monkeypatch.setattr(backup_module, "_open_for_reading", counting_open)  # a counter only
+    second = backup(local_repo, src)
+    assert opened == []
+    assert second.stats.files_unmodified == 20 and second.data_added < 2048
