@@ -29,7 +29,8 @@ from safehold.repo.writer import BlobSaver
 __all__ = ["Archiver", "BackupStats", "normalize_paths"]
 
 READ_ATTEMPTS = 3
-RACY_WINDOW_NS = 2_000_000_000
+RACY_WINDOW_NS = 2_000_000_000  # timestamps in whole seconds or milliseconds (FAT, some NFS)
+FINE_RACY_WINDOW_NS = 250_000_000  # nanosecond timestamps from a ticking clock (ext4, xfs)
 Doc = dict[str, Any]
 
 
@@ -88,7 +89,7 @@ class Archiver:
         self._excluder = excluder
         self._one_fs = one_file_system
         self._force = force
-        self._trusted_before_ns = parent_started_ns - RACY_WINDOW_NS
+        self._parent_started_ns = parent_started_ns
         self._progress = progress or NullProgress()
         self._chunker = Chunker(repo.config)
         self._hardlinks: dict[tuple[int, int], list[bytes]] = {}
@@ -327,12 +328,14 @@ class Archiver:
     def _settled(self, st: os.stat_result) -> bool:
         """Whether the parent's record of a file can be trusted at all.
 
-        File-system clocks tick coarsely (ext4 about every 4 ms, FAT 2 s), so a file
-        changed just after the parent backup read it can keep its size, mtime and ctime
-        (git's "racy clean" case). A file changed less than RACY_WINDOW before the parent
-        backup began is read again.
+        File-system clocks tick coarsely (ext4 every few ms, FAT 2 s), so a file changed
+        just after the parent backup read it can keep its size, mtime and ctime (git's
+        "racy clean" case). A file whose ctime is within a window before the parent backup
+        began is read again: 2 s where timestamps are whole milliseconds or coarser, and
+        0.25 s where they carry nanoseconds, whose clocks tick far faster than that.
         """
-        return not self._force and st.st_ctime_ns < self._trusted_before_ns
+        window = FINE_RACY_WINDOW_NS if st.st_ctime_ns % 1_000_000 else RACY_WINDOW_NS
+        return not self._force and st.st_ctime_ns < self._parent_started_ns - window
 
     def _known_content(self, parent: Doc) -> list[bytes] | None:
         content = [bytes.fromhex(h) for h in parent.get("content", [])]
