@@ -8,6 +8,9 @@ __all__ = ["NullProgress", "Progress"]
 
 
 class Progress(Protocol):
+    wants_totals: bool
+    """Whether totals are shown: counting them walks the tree a second time."""
+
     def set_total(self, files: int, size: int) -> None:
         """Totals once known (a scan runs beside the work), for a percentage and ETA."""
         ...
@@ -20,6 +23,8 @@ class Progress(Protocol):
 
 
 class NullProgress:
+    wants_totals = False
+
     def set_total(self, files: int, size: int) -> None:
         pass
 

@@ -80,7 +80,7 @@ def run_backup(
     path_texts = [os.fsdecode(p) for p in paths]
     parent = _parent_snapshot(repo, request, hostname, path_texts)
     stop_counting = threading.Event()
-    if request.stdin is None and not isinstance(progress, NullProgress):
+    if request.stdin is None and progress.wants_totals:
         threading.Thread(
             target=_count, args=(paths, excluder, progress, stop_counting), daemon=True
         ).start()

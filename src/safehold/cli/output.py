@@ -48,6 +48,8 @@ def human_size(n: float) -> str:
 class ErrorPrinter:
     """Per-item errors: one line each on stderr, or JSON lines with --json; no bar."""
 
+    wants_totals = False
+
     def __init__(self, as_json: bool) -> None:
         self._json = as_json
         self._lock = threading.Lock()
@@ -82,6 +84,7 @@ class BarProgress(ErrorPrinter):
         )
 
         super().__init__(as_json=False)
+        self.wants_totals = True
         self._bar = Progress(
             TextColumn(f"[bold]{verb}"),
             BarColumn(),
