@@ -303,6 +303,10 @@ class Repository:
         snapshot.id = self._save_document("snapshots", snapshot.to_bytes())
         return snapshot.id
 
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Forget one snapshot; its data stays until prune removes what nothing references."""
+        self.store.delete(f"snapshots/{snapshot_id}")
+
     def list_snapshots(self) -> list[Snapshot]:
         """Every readable snapshot, oldest first; damaged ones go to ``damaged_snapshots``."""
         snapshots = []
