@@ -84,6 +84,7 @@ def _dispatch(args: list[str]) -> int:
     from safehold.cli import (  # noqa: F401
         backup_cmd,
         browse_cmd,
+        check_cmd,
         forget_cmd,
         repo_cmd,
         restore_cmd,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from safehold.errors import (
     AlreadyExists,
@@ -139,12 +140,14 @@ class Repository:
 
     def load_index(self) -> None:
         for index_id in self._ids("index"):
-            name = f"index/{index_id}"
-            try:
-                doc = json.loads(self._load_document("index", index_id))
-            except ValueError:
-                raise CorruptObject(name, "not an index document") from None
-            self.index.add_document(doc, name)
+            self.index.add_document(self.load_index_document(index_id), f"index/{index_id}")
+
+    def load_index_document(self, index_id: str) -> Any:
+        """One index document, decoded but not yet checked field by field."""
+        try:
+            return json.loads(self._load_document("index", index_id))
+        except ValueError:
+            raise CorruptObject(f"index/{index_id}", "not an index document") from None
 
     def save_index(self, packs: dict[str, list[PackEntry]]) -> str | None:
         return self._save_document("index", encode_index(packs)) if packs else None

@@ -1,0 +1,126 @@
+"""``check`` and ``repair index``: find damage, and rebuild a lost index from the packs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from safehold.cli.app import app, settings
+from safehold.cli.output import out, print_json
+from safehold.errors import InvalidArgument
+from safehold.ops.check import CheckResult, DataSubset, Problem, check, parse_subset
+from safehold.ops.repair import rebuild_index
+
+__all__ = ["check_repository", "repair_index"]
+
+MAX_PATHS_SHOWN = 5
+
+repair_app = typer.Typer(help="Repair a damaged repository.")
+app.add_typer(repair_app, name="repair")
+
+
+@app.command("check")
+def check_repository(
+    ctx: typer.Context,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Also read and verify every blob of every pack.")
+    ] = False,
+    read_data_subset: Annotated[
+        str | None,
+        typer.Option(
+            "--read-data-subset",
+            metavar="SPEC",
+            help="Read only some packs: 'N%' of them at random, or bucket 'n/m' (1/7 … 7/7).",
+        ),
+    ] = None,
+) -> None:
+    """Check that every snapshot is complete: index, packs, snapshots and trees.
+
+    Exits 1 when an error is found; warnings alone (e.g. unreferenced packs) exit 0.
+    """
+    s = settings(ctx)
+    if read_data and read_data_subset is not None:
+        raise InvalidArgument("give --read-data or --read-data-subset, not both")
+    subset = parse_subset(read_data_subset) if read_data_subset is not None else None
+    if read_data:
+        subset = DataSubset()
+    result = check(s.open_repository(load_index=False), subset)
+    if s.json:
+        print_json(
+            {
+                "message_type": "check",
+                "ok": result.ok,
+                "errors": [p.to_doc() for p in result.errors],
+                "warnings": [p.to_doc() for p in result.warnings],
+                "packs": result.packs,
+                "packs_read": len(result.packs_read),
+                "blobs_read": result.blobs_read,
+                "snapshots": result.snapshots,
+                "trees": result.trees,
+            }
+        )
+    else:
+        for problem in [*result.errors, *result.warnings]:
+            sys.stderr.write(f"{problem.severity}: {_describe(problem)}\n")
+        sys.stderr.flush()
+        if not s.quiet or not result.ok:
+            out().print(_summary(result), markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@repair_app.command("index")
+def repair_index(ctx: typer.Context) -> None:
+    """Rebuild the index from the pack headers and replace the old index documents."""
+    s = settings(ctx)
+    result = rebuild_index(s.open_repository(load_index=False))
+    for pack, why in result.unreadable:
+        sys.stderr.write(f"error: {pack}: left out of the index: {why}\n")
+    if s.json:
+        print_json(
+            {
+                "message_type": "repair_index",
+                "packs": result.packs,
+                "blobs": result.blobs,
+                "index": result.new_index,
+                "removed": result.removed,
+                "unreadable": [{"pack": p, "error": why} for p, why in result.unreadable],
+            }
+        )
+    elif not s.quiet:
+        out().print(
+            f"indexed {result.blobs} blobs in {result.packs} packs"
+            f" (index {(result.new_index or 'none')[:10]});"
+            f" removed {len(result.removed)} old index documents",
+            markup=False,
+        )
+    if result.unreadable:
+        raise typer.Exit(1)
+
+
+def _describe(problem: Problem) -> str:
+    text = f"{problem.subject}: {problem.message}"
+    if problem.snapshots:
+        shown = ", ".join(problem.paths[:MAX_PATHS_SHOWN])
+        more = len(problem.paths) - MAX_PATHS_SHOWN
+        text += (
+            f"; affects {len(problem.snapshots)} snapshot(s)"
+            f" ({', '.join(sid[:8] for sid in problem.snapshots)}): {shown}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    return text
+
+
+def _summary(result: CheckResult) -> str:
+    read = (
+        f", read {result.blobs_read} blobs in {len(result.packs_read)} packs"
+        if result.packs_read
+        else ""
+    )
+    verdict = "no errors" if result.ok else f"{len(result.errors)} errors"
+    return (
+        f"checked {result.snapshots} snapshots, {result.trees} trees, {result.packs} packs"
+        f"{read}: {verdict}, {len(result.warnings)} warnings"
+    )
