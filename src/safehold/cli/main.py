@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 failure; 3 snapshot made but some files could not be re
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -22,6 +23,20 @@ __all__ = ["run"]
 EXIT_USAGE = 1  # as restic: a usage error is a failure like any other
 SWITCH_INTERVAL = 0.0005
 GLOBAL_FLAGS = {"--json", "--quiet", "-q"}
+COMMAND_MODULES = {
+    "backup": "backup_cmd",
+    "snapshots": "snapshots_cmd",
+    "ls": "browse_cmd",
+    "diff": "browse_cmd",
+    "dump": "browse_cmd",
+    "stats": "browse_cmd",
+    "init": "repo_cmd",
+    "key": "repo_cmd",
+    "restore": "restore_cmd",
+    "forget": "forget_cmd",
+    "check": "check_cmd",
+    "repair": "check_cmd",
+}
 GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p"}
 
 
@@ -80,21 +95,34 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: list[str]) -> int:
-    """Import the commands (they register on ``app``) and run the one ``args`` name."""
-    from safehold.cli import (  # noqa: F401
-        backup_cmd,
-        browse_cmd,
-        check_cmd,
-        forget_cmd,
-        repo_cmd,
-        restore_cmd,
-        snapshots_cmd,
-    )
+    """Import the command modules (they register on ``app``) and run the command.
+
+    Only the module of the command named is imported, since every scheduled run pays for
+    start-up; help and unknown names import them all, so that help lists everything.
+    """
+    name = _command_name(args)
+    modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else set(COMMAND_MODULES.values())
+    for module in sorted(modules):
+        importlib.import_module(f"safehold.cli.{module}")
     from safehold.cli.app import app
 
     # standalone_mode=False: usage errors come back to run() and become one line too
     code = app(args=args or ["--help"], prog_name="safehold", standalone_mode=False)
     return code if isinstance(code, int) else 0
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The first argument that is neither a global option nor its value."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in GLOBAL_OPTIONS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return arg
+    return None
 
 
 def _fail(message: str, code: int) -> NoReturn:
