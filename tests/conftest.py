@@ -14,6 +14,7 @@ import pytest
 from safehold.repo.keys import KdfParams
 from safehold.repo.repository import Repository
 from safehold.storage import LocalStore, MemoryStore
+from tests.servers import S3Server, run_seaweedfs
 
 PASSWORD = b"correct horse battery staple"
 CHEAP_KDF = KdfParams(memory=256, iterations=1, parallelism=1)
@@ -29,6 +30,13 @@ def memory_repo() -> Repository:
 @pytest.fixture
 def local_repo(tmp_path: Path) -> Repository:
     return Repository.init(LocalStore(tmp_path / "repo"), PASSWORD, CHEAP_KDF, pack_size=1 << 20)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One SeaweedFS S3 server for the session; tests take a fresh bucket each."""
+    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,15 +17,23 @@ import pytest
 
 from safehold.errors import AlreadyExists, NotFound, StoreError
 from safehold.storage import LocalStore, MemoryStore, ObjectStore
+from safehold.storage.s3 import S3Store
+from tests.servers import S3Server
 
 StoreFactory = Callable[[], ObjectStore]
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "s3"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory, so one test can make a second store over the same place (local) or a new one."""
+    """A factory, so one test can make a second store over the same place (local, S3) or a new one."""
     if request.param == "memory":
         return MemoryStore
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("seaweedfs")
+        location = server.location(f"t-{uuid.uuid4().hex}", "repo/one")
+        return lambda: S3Store(
+            location, access_key_id=server.access_key, secret_access_key=server.secret_key
+        )
     return lambda: LocalStore(tmp_path / "store")
 
 
@@ -204,7 +213,7 @@ def test_a_store_opened_again_sees_the_objects(make_store: StoreFactory) -> None
     first = make_store()
     first.create()
     first.put("config", b"c")
-    second = make_store() if isinstance(first, LocalStore) else first
+    second = first if isinstance(first, MemoryStore) else make_store()
     assert second.exists()
     assert second.get("config") == b"c"
 
