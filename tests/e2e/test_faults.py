@@ -396,27 +396,18 @@ def test_sigint_mid_backup_exits_130(cli: CLI, tmp_path: Path) -> None:
     cli.init()
     first = backup(cli, data)["snapshot_id"]
     packs_before = packs(cli.repo)
-    proc = subprocess.Popen(
-        [*SAFEHOLD, "backup", "--stdin", "--stdin-filename", "stream.bin"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli.env,
-    )
-    assert proc.stdin is not None
-    try:
+    proc = _stdin_backup(cli, "--stdin-filename", "stream.bin")
+    stdin = proc.stdin
+    assert stdin is not None
+
+    def started() -> None:
         # feed 40 MiB, keep the pipe open: the backup is certainly still running
         for _ in range(5):
-            proc.stdin.write(os.urandom(8 << 20))
-        proc.stdin.flush()
+            stdin.write(os.urandom(8 << 20))
+        stdin.flush()
         wait_for(lambda: len(packs(cli.repo) - packs_before) >= 1, "the first pack")
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+    result = _interrupt(proc, started)
     assert "nterrupted" in one_line_error(result, 130)
     assert [s["id"] for s in snapshots(cli)] == [first]
     # the next backup and a restore of the earlier snapshot work
@@ -424,6 +415,31 @@ def test_sigint_mid_backup_exits_130(cli: CLI, tmp_path: Path) -> None:
     assert cli.run("dump", "latest", "/stream.bin").stdout == b"complete\n"
     cli.run("restore", first[:8], "--target", tmp_path / "r")
     assert_same_tree(restored(tmp_path / "r", data), data)
+
+
+def _stdin_backup(cli: CLI, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*SAFEHOLD, "backup", "--stdin", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli.env,
+    )
+
+
+def _interrupt(
+    proc: subprocess.Popen[bytes], when_ready: Callable[[], None]
+) -> subprocess.CompletedProcess[bytes]:
+    """Ctrl-C once ``when_ready`` returns; the process is killed if it outlives the test."""
+    try:
+        when_ready()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def _native_module_loaded(pid: int) -> bool:
@@ -438,22 +454,10 @@ def _native_module_loaded(pid: int) -> bool:
 def test_ctrl_c_while_starting_exits_130(cli: CLI) -> None:
     """Ctrl-C while the commands are still being imported is an interrupt, not a traceback."""
     cli.init()
-    proc = subprocess.Popen(
-        [*SAFEHOLD, "backup", "--stdin"],
-        stdin=subprocess.PIPE,  # left open and empty: the backup never ends by itself
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli.env,
+    proc = _stdin_backup(cli)  # stdin left open and empty: the backup never ends by itself
+    result = _interrupt(
+        proc, lambda: wait_for(lambda: _native_module_loaded(proc.pid), "a compiled module")
     )
-    try:
-        wait_for(lambda: _native_module_loaded(proc.pid), "the first compiled module")
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert "nterrupted" in one_line_error(result, 130)
     assert snapshots(cli) == []
 
