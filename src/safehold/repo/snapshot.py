@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from safehold.errors import CorruptObject, InvalidArgument, SnapshotNotFound
 
@@ -23,6 +24,9 @@ class Snapshot:
     parent: str | None = None
     program_version: str = ""
     summary: dict[str, int | float] = field(default_factory=dict)
+    # What kind of data this is and its recovery point, for snapshots made by a source
+    # other than plain files: {"kind": "postgres", "system_id": ..., "stop_lsn": ...}.
+    source: dict[str, Any] = field(default_factory=dict)
     id: str = field(default="", compare=False)
 
     @property
