@@ -13,13 +13,16 @@ __all__ = [
     "Interrupted",
     "InvalidArgument",
     "InvalidPath",
+    "LockLost",
     "NotARepository",
     "NotFound",
     "RepositoryExists",
+    "RepositoryLocked",
     "RepositoryMissing",
     "SafeholdError",
     "SnapshotNotFound",
     "StoreError",
+    "StoreRetriesExhausted",
     "TransientStoreError",
     "WrongPassword",
 ]
@@ -56,6 +59,10 @@ class AlreadyExists(StoreError):
 
 class TransientStoreError(StoreError):
     """Temporary storage failure on {0}: {1}"""
+
+
+class StoreRetriesExhausted(StoreError):
+    """{0}: gave up on {1} after {2} attempts over {3} s; last error: {4}"""
 
 
 class RepositoryMissing(SafeholdError):
@@ -96,3 +103,15 @@ class Interrupted(SafeholdError):
 
 class InvalidPath(SafeholdError):
     """Refusing unsafe path in snapshot: {0!r}"""
+
+
+class RepositoryLocked(SafeholdError):
+    """Repository is locked: {0}"""
+
+    exit_code = 11
+
+
+class LockLost(SafeholdError):
+    """Lost the repository lock ({0}); stopped before writing anything that depends on it"""
+
+    exit_code = 11

@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -34,6 +35,9 @@ class BackupRequest:
     stdin: BinaryIO | None = None
     stdin_filename: str = "stdin"
     parent: str | None = None
+    # Called before the index and the snapshot are written: raises if the repository lock
+    # lapsed, since a prune may then have removed packs this backup counts on.
+    ensure_locked: Callable[[], None] | None = None
 
 
 @dataclass
@@ -85,7 +89,7 @@ def run_backup(
             target=_count, args=(paths, excluder, progress, stop_counting), daemon=True
         ).start()
     try:
-        with repo.writer() as writer:
+        with repo.writer(before_index=request.ensure_locked) as writer:
             archiver = Archiver(
                 repo,
                 writer,
@@ -115,6 +119,8 @@ def run_backup(
     result = BackupResult(snapshot, archiver.stats, writer.stats.stored_bytes, duration)
     snapshot.summary = {k: v for k, v in result.summary().items() if k != "snapshot_id"}  # type: ignore[misc]
     snapshot.summary["backup_start_ns"] = started_ns
+    if request.ensure_locked is not None:
+        request.ensure_locked()
     repo.save_snapshot(snapshot)
     return result
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from safehold import __version__
-from safehold.cli.context import Settings
+from safehold.cli.context import Settings, parse_wait
 
 __all__ = ["app", "settings"]
 
@@ -40,13 +40,33 @@ def main(
     ] = None,
     json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    retry_lock: Annotated[
+        str,
+        typer.Option(
+            "--retry-lock",
+            metavar="DURATION",
+            help="Wait up to DURATION (e.g. 30s, 10m, 1h) for a conflicting lock to go.",
+        ),
+    ] = "0s",
+    no_lock: Annotated[
+        bool,
+        typer.Option("--no-lock", help="Read without a shared lock (read-only storage)."),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
 ) -> None:
     """Global options may also be given after the command name, as with restic."""
     del version  # handled eagerly by its callback
-    ctx.obj = Settings(repo=repo, password_file=password_file, json=json, quiet=quiet)
+    ctx.obj = Settings(
+        repo=repo,
+        password_file=password_file,
+        json=json,
+        quiet=quiet,
+        retry_lock=parse_wait(retry_lock),
+        no_lock=no_lock,
+    )
+    ctx.call_on_close(ctx.obj.close)
 
 
 def settings(ctx: typer.Context) -> Settings:

@@ -74,8 +74,9 @@ def backup(
         stdin=sys.stdin.buffer if stdin else None,
         stdin_filename=_stdin_name(stdin_filename) if stdin else stdin_filename,
         parent=parent,
+        ensure_locked=s.ensure_locked,
     )
-    repo = s.open_repository()
+    repo = s.open_repository(lock="shared")
     result = _run(repo, request, s)
     _report(result, s)
     if result.stats.errors:

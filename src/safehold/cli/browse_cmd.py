@@ -64,7 +64,7 @@ def ls(
 ) -> None:
     """List the entries of a snapshot under PATH."""
     s = settings(ctx)
-    repo = s.open_repository()
+    repo = s.open_repository(lock="shared")
     snap = resolve_snapshot(repo, snapshot, host, tag, path_filter)
     for entry_path, node in walk_path(repo, snap, path):
         if s.json:
@@ -83,7 +83,7 @@ def ls(
 def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
     """Show what changed between two snapshots: + added, - removed, M modified, T type."""
     s = settings(ctx)
-    repo = s.open_repository()
+    repo = s.open_repository(lock="shared")
     a, b = resolve_snapshot(repo, snapshot1), resolve_snapshot(repo, snapshot2)
     counts = {"+": 0, "-": 0, "M": 0, "T": 0}
     for change, path, node in diff_trees(repo, a.tree, b.tree):
@@ -117,7 +117,7 @@ def dump(
 ) -> None:
     """Write one file of a snapshot to standard output."""
     s = settings(ctx)
-    repo = s.open_repository()
+    repo = s.open_repository(lock="shared")
     node = find_node(repo, resolve_snapshot(repo, snapshot), path)
     if node is None:
         raise InvalidArgument("the snapshot root is a directory, not a file")
@@ -132,7 +132,7 @@ def stats(
 ) -> None:
     """Logical size, stored size and deduplication ratio."""
     s = settings(ctx)
-    repo = s.open_repository()
+    repo = s.open_repository(lock="shared")
     chosen = [resolve_snapshot(repo, snapshot)] if snapshot else repo.list_snapshots()
     st = size_stats(repo, chosen)
     doc = {

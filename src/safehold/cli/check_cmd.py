@@ -46,7 +46,7 @@ def check_repository(
     subset = parse_subset(read_data_subset) if read_data_subset is not None else None
     if read_data:
         subset = DataSubset()
-    result = check(s.open_repository(load_index=False), subset)
+    result = check(s.open_repository(load_index=False, lock="shared"), subset)
     if s.json:
         print_json(
             {
@@ -75,7 +75,7 @@ def check_repository(
 def repair_index(ctx: typer.Context) -> None:
     """Rebuild the index from the pack headers and replace the old index documents."""
     s = settings(ctx)
-    result = rebuild_index(s.open_repository(load_index=False))
+    result = rebuild_index(s.open_repository(load_index=False, lock="exclusive"))
     for pack, why in result.unreadable:
         sys.stderr.write(f"error: {pack}: left out of the index: {why}\n")
     if s.json:

@@ -6,14 +6,17 @@ import getpass
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Literal
 
 from safehold.errors import InvalidArgument
 from safehold.repo.keys import DEFAULT_KDF, KdfParams
+from safehold.repo.lock import RepoLock, acquire
 from safehold.repo.repository import Repository
 from safehold.storage import open_store
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "parse_wait"]
 
 EMPTY_PASSWORD = "an empty password is not allowed"
 
@@ -24,6 +27,10 @@ class Settings:
     password_file: str | None = None
     json: bool = False
     quiet: bool = False
+    retry_lock: float = 0.0
+    no_lock: bool = False
+    resources: ExitStack = field(default_factory=ExitStack)
+    lock: RepoLock | None = None
 
     def location(self) -> str:
         location = self.repo or os.environ.get("SAFEHOLD_REPOSITORY")
@@ -54,11 +61,31 @@ class Settings:
             return os.environ["SAFEHOLD_PASSWORD"].encode()
         return prompt_password("Repository password: ", confirm=confirm)
 
-    def open_repository(self, load_index: bool = True) -> Repository:
+    def open_repository(
+        self, load_index: bool = True, lock: Literal["shared", "exclusive"] | None = None
+    ) -> Repository:
+        """Open, lock (held until the command ends: see ``close``), then load the index.
+
+        The lock comes before the index, so a prune that finished just before cannot leave
+        us an index naming packs it deleted.
+        """
         repo = Repository.open(open_store(self.location()), self.password())
+        if lock == "exclusive" or (lock == "shared" and not self.no_lock):
+            self.lock = self.resources.enter_context(
+                acquire(repo, lock == "exclusive", retry_for=self.retry_lock)
+            )
         if load_index:
             repo.load_index()
         return repo
+
+    def ensure_locked(self) -> None:
+        """Before an irreversible step: fail if the lock this command holds has lapsed."""
+        if self.lock is not None:
+            self.lock.ensure_held()
+
+    def close(self) -> None:
+        """Release what the command held (its lock); runs however the command ended."""
+        self.resources.close()
 
 
 def prompt_password(prompt: str, confirm: bool = False) -> bytes:
@@ -89,6 +116,22 @@ def new_password(path: str | None) -> bytes:
     if not (sys.stdin.isatty() or _has_tty()):
         raise InvalidArgument("no new password given: use --new-password-file, or a terminal")
     return prompt_password("New password: ", confirm=True)
+
+
+_WAIT_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_wait(text: str) -> float:
+    """A short duration: a number with s, m or h (``90s``, ``10m``); a bare number is seconds."""
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in _WAIT_UNITS else text
+    try:
+        seconds = float(number) * _WAIT_UNITS.get(unit, 1)
+    except ValueError:
+        raise InvalidArgument(f"invalid duration {text!r}: use e.g. 30s, 10m or 1h") from None
+    if seconds < 0:
+        raise InvalidArgument(f"invalid duration {text!r}: must not be negative")
+    return seconds
 
 
 def kdf_params(memory_kib: int | None, iterations: int | None) -> KdfParams:

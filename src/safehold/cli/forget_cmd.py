@@ -8,8 +8,10 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.output import err, out, print_json
+from safehold.cli.prune_cmd import MaxUnusedOpt, run_prune
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot, snapshot_doc
 from safehold.errors import InvalidArgument
+from safehold.ops.prune import parse_max_unused
 from safehold.ops.retention import (
     Decision,
     GroupKey,
@@ -75,10 +77,14 @@ def forget(
     tag: TagOpt = None,
     path: PathOpt = None,
     dry_run: DryRunOpt = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Run prune afterwards, under the exclusive lock.")
+    ] = False,
+    max_unused: MaxUnusedOpt = "10%",
 ) -> None:
     """Remove the given snapshots, or those a --keep-* policy does not keep.
 
-    The policy applies to each group (--group-by) separately. Only the snapshot records are removed: the data they referenced stays in the repository until `safehold prune` frees it (prune is not yet available).
+    The policy applies to each group (--group-by) separately. Only the snapshot records are removed: the data they referenced stays in the repository until `safehold prune` (or --prune) frees it.
     """
     s = settings(ctx)
     policy = Policy(
@@ -96,7 +102,8 @@ def forget(
     if not snapshot_ids:
         refuse_empty(policy)  # before asking for a password
     grouping = parse_group_by(group_by)
-    repo = s.open_repository(load_index=False)
+    share = parse_max_unused(max_unused)
+    repo = s.open_repository(load_index=False, lock="exclusive" if prune else "shared")
     if snapshot_ids:
         chosen = {
             x.id: x for x in (resolve_snapshot(repo, ref, host, tag, path) for ref in snapshot_ids)
@@ -114,7 +121,9 @@ def forget(
     if s.json:
         print_json([_group_doc(r, by_id=bool(snapshot_ids)) for r in results])
     else:
-        _print_results(results, dry_run)
+        _print_results(results, dry_run, prune)
+    if prune:
+        run_prune(s, repo, share, dry_run)
 
 
 def _count(text: str | None) -> int:
@@ -142,7 +151,7 @@ def _group_title(key: GroupKey) -> str:
     return "snapshots of " + "; ".join(parts) if parts else "snapshots"
 
 
-def _print_results(results: list[GroupResult], dry_run: bool) -> None:
+def _print_results(results: list[GroupResult], dry_run: bool, pruning: bool) -> None:
     from rich.table import Table
 
     for result in results:
@@ -164,7 +173,7 @@ def _print_results(results: list[GroupResult], dry_run: bool) -> None:
     removed = sum(len(r.remove) for r in results)
     if dry_run:
         out().print(f"would remove {removed} snapshots (dry run: nothing removed)")
+    elif not pruning:
+        out().print(f"removed {removed} snapshots; `safehold prune` frees their data")
     else:
-        out().print(
-            f"removed {removed} snapshots; their data is freed by `safehold prune` (not yet available)"
-        )
+        out().print(f"removed {removed} snapshots; pruning")

@@ -22,7 +22,7 @@ __all__ = ["run"]
 
 EXIT_USAGE = 1  # as restic: a usage error is a failure like any other
 SWITCH_INTERVAL = 0.0005
-GLOBAL_FLAGS = {"--json", "--quiet", "-q"}
+GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock"}
 COMMAND_MODULES = {
     "backup": "backup_cmd",
     "snapshots": "snapshots_cmd",
@@ -36,8 +36,11 @@ COMMAND_MODULES = {
     "forget": "forget_cmd",
     "check": "check_cmd",
     "repair": "check_cmd",
+    "prune": "prune_cmd",
+    "locks": "lock_cmd",
+    "unlock": "lock_cmd",
 }
-GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p"}
+GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock"}
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:

@@ -45,7 +45,7 @@ def restore(
     s = settings(ctx)
     if overwrite not in OVERWRITE_MODES:  # before any work, whatever the repository holds
         raise InvalidArgument(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
-    repo = s.open_repository()
+    repo = s.open_repository(lock="shared")
     snap = resolve_snapshot(repo, snapshot, host, tag, path)
     for wanted in include or []:  # a mistyped --include must not "succeed" restoring nothing
         find_node(repo, snap, wanted)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -120,13 +120,13 @@ class Repository:
 
     # ---- sealed JSON documents (index, snapshots) ---------------------------------------
 
-    def _save_document(self, kind: str, payload: bytes) -> str:
+    def save_document(self, kind: str, payload: bytes) -> str:
         sealed = self.key.seal(compress(payload, JSON_COMPRESSION))
         object_id = content_hash(sealed)
         self.store.put(f"{kind}/{object_id}", sealed, if_absent=True)
         return object_id
 
-    def _load_document(self, kind: str, object_id: str) -> bytes:
+    def load_document(self, kind: str, object_id: str) -> bytes:
         name = f"{kind}/{object_id}"
         sealed = self.store.get(name)
         if content_hash(sealed) != object_id:
@@ -145,12 +145,12 @@ class Repository:
     def load_index_document(self, index_id: str) -> Any:
         """One index document, decoded but not yet checked field by field."""
         try:
-            return json.loads(self._load_document("index", index_id))
+            return json.loads(self.load_document("index", index_id))
         except ValueError:
             raise CorruptObject(f"index/{index_id}", "not an index document") from None
 
     def save_index(self, packs: dict[str, list[PackEntry]]) -> str | None:
-        return self._save_document("index", encode_index(packs)) if packs else None
+        return self.save_document("index", encode_index(packs)) if packs else None
 
     def read_pack_header(self, pack_id: str) -> list[PackEntry]:
         name = pack_key(pack_id)
@@ -241,8 +241,13 @@ class Repository:
         return data
 
     @contextmanager
-    def writer(self, workers: int | None = None) -> Iterator[BlobWriter]:
+    def writer(
+        self, workers: int | None = None, before_index: Callable[[], None] | None = None
+    ) -> Iterator[BlobWriter]:
         """Save blobs; on a clean exit every pack is written and indexed.
+
+        ``before_index`` runs after the last pack is stored and before its index is: the
+        place to check that a lock still holds.
 
         On failure the packs already written are indexed too (the next backup then need
         not upload them again); if even that fails they leave the in-memory index, so
@@ -274,6 +279,8 @@ class Repository:
         finally:
             writer.close()
         try:
+            if before_index is not None:
+                before_index()
             self.save_index(new_packs)
         except BaseException:
             self.index.remove_packs(set(new_packs))
@@ -303,7 +310,7 @@ class Repository:
     # ---- snapshots --------------------------------------------------------------------
 
     def save_snapshot(self, snapshot: Snapshot) -> str:
-        snapshot.id = self._save_document("snapshots", snapshot.to_bytes())
+        snapshot.id = self.save_document("snapshots", snapshot.to_bytes())
         return snapshot.id
 
     def delete_snapshot(self, snapshot_id: str) -> None:
@@ -316,7 +323,7 @@ class Repository:
         self.damaged_snapshots = []
         for sid in self._ids("snapshots"):
             try:
-                snapshots.append(Snapshot.from_bytes(self._load_document("snapshots", sid), sid))
+                snapshots.append(Snapshot.from_bytes(self.load_document("snapshots", sid), sid))
             except (CorruptObject, NotFound) as exc:
                 self.damaged_snapshots.append(exc)
         return sorted(snapshots, key=lambda s: (s.datetime, s.id))

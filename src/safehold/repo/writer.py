@@ -107,6 +107,18 @@ class BlobWriter:
             self._submit_batch()
         return blob_id, True
 
+    def save_sealed(
+        self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int
+    ) -> None:
+        """Pack a blob already sealed by this repository's key, as is (prune's repacking)."""
+        self._pending_ids.add(blob_id)
+        self.stats.blobs_new += 1
+        self.stats.raw_bytes_new += raw_length
+        pack = self._packs[blob_type]
+        pack.add(blob_type, blob_id, sealed, raw_length)
+        if len(pack) >= self._pack_size:
+            self._upload(pack)
+
     def _submit_batch(self) -> None:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         sealed = self._seal_pool.submit(self._seal, [b.data for b in batch])
