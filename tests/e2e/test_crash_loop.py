@@ -1,0 +1,123 @@
+"""Crash loop: kill -9 backups and prunes at random moments; nothing kept is ever lost.
+
+A seeded generator picks, round after round, how the data changes and when the process
+dies. After every round `check` must pass (unreferenced packs are allowed: they are what a
+killed run leaves, and the next prune removes them) and every snapshot still in the
+repository must restore to exactly the files it was taken from.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from safehold.ops.check import check
+from safehold.repo.repository import Repository
+from safehold.storage import LocalStore
+from tests.archive.helpers import restore
+from tests.conftest import CHEAP_KDF, CLI, PASSWORD, SAFEHOLD
+from tests.e2e.test_cli import restored, tree_state
+
+SEED = 20261126
+ROUNDS = 20  # of each: backups killed, prunes killed
+PACK_SIZE = 96 * 1024  # many small packs: a kill lands between two of them
+FILES = 40
+PRUNE_WINDOW = 0.6  # seconds: start-up, planning and deleting of a prune here
+
+
+def _mutate(rng: random.Random, data: Path) -> None:
+    """Change a few files: rewrite some, add some, delete some."""
+    names = sorted(p.name for p in data.iterdir())
+    for name in rng.sample(names, k=min(len(names), rng.randint(1, 6))):
+        if rng.random() < 0.3:
+            (data / name).unlink()
+        else:
+            (data / name).write_bytes(rng.randbytes(rng.randint(0, 150_000)))
+    for _ in range(rng.randint(1, 6)):
+        (data / f"n{rng.randrange(10**6):06}").write_bytes(rng.randbytes(rng.randint(1, 150_000)))
+
+
+def _run_killed(cli: CLI, rng: random.Random, window: float, *args: str) -> bool:
+    """Run a command, SIGKILL it after a random share of ``window``; True if it was killed."""
+    proc = subprocess.Popen(
+        [*SAFEHOLD, *args], env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(rng.uniform(0.1, 1.0) * window)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, -signal.SIGKILL), err.decode()
+    return proc.returncode == -signal.SIGKILL
+
+
+def _timed(cli: CLI, *args: str) -> float:
+    started = time.monotonic()
+    cli.run(*args)
+    return time.monotonic() - started
+
+
+def _snapshot_ids(cli: CLI) -> list[str]:
+    return [str(d["id"]) for d in json.loads(cli.run("--json", "snapshots").stdout)]
+
+
+def _verify(
+    cli: CLI, expected: dict[str, dict[str, tuple[object, ...]]], data: Path, work: Path
+) -> None:
+    """check passes and every snapshot restores as taken (in-process: no start-up cost)."""
+    repo = Repository.open(LocalStore(cli.repo), PASSWORD)
+    result = check(repo)
+    assert result.ok, result.errors
+    assert all("unreferenced pack" in w.message for w in result.warnings), result.warnings
+    for snapshot in repo.list_snapshots():
+        target = work / snapshot.short_id
+        restore(repo, snapshot.tree, target)
+        assert tree_state(restored(target, data)) == expected[snapshot.id], snapshot.id
+        shutil.rmtree(target)
+
+
+def test_crash_loop(cli: CLI, tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    Repository.init(LocalStore(cli.repo), PASSWORD, CHEAP_KDF, pack_size=PACK_SIZE)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(FILES):
+        (data / f"f{i:03}").write_bytes(rng.randbytes(rng.randint(0, 150_000)))
+    expected: dict[str, dict[str, tuple[object, ...]]] = {}
+
+    def backup(kill: bool, window: float = 0.0) -> bool:
+        state = tree_state(data)
+        before = set(_snapshot_ids(cli))
+        killed = _run_killed(cli, rng, window, "backup", str(data), "-q") if kill else False
+        if not kill:
+            cli.run("backup", str(data), "-q")
+        for new in set(_snapshot_ids(cli)) - before:
+            expected[new] = state
+        return killed
+
+    backup_time = _timed(cli, "backup", str(data), "-q", "--force")
+    expected[_snapshot_ids(cli)[0]] = tree_state(data)
+    kills = {"backup": 0, "prune": 0}
+    for _ in range(ROUNDS):
+        _mutate(rng, data)
+        kills["backup"] += backup(kill=True, window=backup_time * 1.2)
+        _verify(cli, expected, data, tmp_path / "restore")
+
+        _mutate(rng, data)
+        backup(kill=False)
+        cli.run("forget", "--keep-last", str(rng.randint(2, 4)))
+        kills["prune"] += _run_killed(cli, rng, PRUNE_WINDOW, "prune", "--max-unused", "0")
+        _verify(cli, expected, data, tmp_path / "restore")
+
+    # most kills must have landed (not after the process was done), or the test proves little
+    assert kills["backup"] >= ROUNDS * 0.6 and kills["prune"] >= ROUNDS * 0.5, kills
+    cli.run("prune", "--max-unused", "0")  # the next prune finishes every job left
+    doc = json.loads(cli.run("--json", "check", "--read-data").stdout)
+    assert doc["ok"] and doc["warnings"] == [], doc
+    _verify(cli, expected, data, tmp_path / "restore")
+    assert not any(cli.repo.glob("locks/*")) or all(
+        lock["stale"] for lock in json.loads(cli.run("--json", "locks").stdout)
+    )
