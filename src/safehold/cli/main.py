@@ -1,7 +1,7 @@
 """Entry point: the only place that turns errors into messages and exit codes.
 
 Exit codes: 0 success; 1 failure; 3 snapshot made but some files could not be read;
-10 repository missing; 12 wrong password; 130 interrupted.
+10 repository missing; 11 repository locked; 12 wrong password; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ COMMAND_MODULES = {
     "locks": "lock_cmd",
     "unlock": "lock_cmd",
 }
-GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock"}
+GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock", "--connections"}
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
