@@ -115,3 +115,7 @@ class LockLost(SafeholdError):
     """Lost the repository lock ({0}); stopped before writing anything that depends on it"""
 
     exit_code = 11
+
+
+class IndexNeedsRepair(SafeholdError):
+    """Tree {0} is in the index but its pack is lost; run `safehold repair index` first"""

@@ -1,4 +1,5 @@
-"""``check`` and ``repair index``: find damage, and rebuild a lost index from the packs."""
+"""``check``, ``repair index`` and ``repair snapshots``: find damage, rebuild a lost index
+from the packs, rewrite snapshots around lost data."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
+from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt
 from safehold.errors import InvalidArgument
 from safehold.ops.check import CheckResult, DataSubset, Problem, check, parse_subset
 from safehold.ops.repair import rebuild_index
+from safehold.ops.repair_snapshots import (
+    RepairSnapshotsResult,
+    SnapshotRepair,
+    repair_snapshots,
+    select_snapshots,
+)
 
-__all__ = ["check_repository", "repair_index"]
+__all__ = ["check_repository", "repair_index", "repair_snapshots_command"]
 
 MAX_PATHS_SHOWN = 5
 
@@ -98,6 +106,101 @@ def repair_index(ctx: typer.Context) -> None:
         )
     if result.unreadable:
         raise typer.Exit(1)
+
+
+@repair_app.command("snapshots")
+def repair_snapshots_command(
+    ctx: typer.Context,
+    snapshot_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[SNAPSHOT]...", show_default=False)
+    ] = None,
+    host: HostOpt = None,
+    tag: TagOpt = None,
+    path: PathOpt = None,
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Delete each original once its repair is saved.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")
+    ] = False,
+    read_data: Annotated[
+        bool,
+        typer.Option("--read-data", help="Also read every data blob; one that fails is lost."),
+    ] = False,
+) -> None:
+    """Rewrite snapshots that reference lost data so that what remains restores.
+
+    As restic: a file keeps the blobs that remain (its lost parts are cut out), a directory that cannot be read becomes empty, and a snapshot whose root tree is lost is unrepairable (exit 1; --forget deletes it). A repaired snapshot is a new one tagged 'repaired'; the original stays unless --forget. Run `safehold repair index` first after losing packs.
+    """
+    s = settings(ctx)
+    repo = s.open_repository(lock="shared" if dry_run else "exclusive")
+    chosen, unreadable = select_snapshots(
+        repo, snapshot_ids or [], lambda x: x.matches(host or [], tag or [], path or [])
+    )
+    result = repair_snapshots(
+        repo,
+        chosen,
+        unreadable,
+        dry_run=dry_run,
+        forget=forget,
+        read_data=read_data,
+        forget_unreadable=forget and bool(snapshot_ids),
+        before_write=s.ensure_locked,
+    )
+    for entry in result.snapshots:
+        if entry.status in ("unrepairable", "unreadable"):
+            gone = "; forgotten" if entry.forgotten else ""
+            sys.stderr.write(f"error: snapshot {entry.snapshot_id[:8]}: {entry.reason}{gone}\n")
+    sys.stderr.flush()
+    if s.json:
+        print_json(
+            {
+                "message_type": "repair_snapshots",
+                "ok": result.ok,
+                "dry_run": result.dry_run,
+                "trees_written": result.trees_written,
+                "snapshots": [entry.to_doc() for entry in result.snapshots],
+            }
+        )
+    elif not s.quiet:
+        for entry in result.snapshots:
+            out().print(_repair_line(entry, dry_run), markup=False)
+        out().print(_repair_summary(result), markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _repair_line(entry: SnapshotRepair, dry_run: bool) -> str:
+    would = "would be " if dry_run else ""
+    status = {
+        "unchanged": "unchanged",
+        "repaired": f"{would}repaired" + (f" as {entry.new_id[:8]}" if entry.new_id else ""),
+        "already_repaired": f"already repaired as {(entry.new_id or '')[:8]}",
+        "unrepairable": "unrepairable",
+        "unreadable": "unreadable",
+    }[entry.status]
+    if entry.forgotten:
+        status += f", original {would}forgotten"
+    lines = [f"snapshot {entry.snapshot_id[:8]}: {status}"]
+    lines += [f"  {c.kind} {c.path}: {c.detail}" for c in entry.changes]
+    return "\n".join(lines)
+
+
+def _repair_summary(result: RepairSnapshotsResult) -> str:
+    counts = dict.fromkeys(("repaired", "unchanged", "unrepairable"), 0)
+    for entry in result.snapshots:
+        key = {"already_repaired": "repaired", "unreadable": "unrepairable"}.get(
+            entry.status, entry.status
+        )
+        counts[key] += 1
+    forgotten = sum(entry.forgotten for entry in result.snapshots)
+    verb = "would write" if result.dry_run else "wrote"
+    return (
+        f"{len(result.snapshots)} snapshots: "
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
+        + f"; {verb} {result.trees_written} trees"
+        + (f"; {forgotten} originals {'to forget' if result.dry_run else 'forgotten'}")
+    )
 
 
 def _describe(problem: Problem) -> str:

@@ -31,6 +31,8 @@ def snapshot_doc(s: Snapshot) -> dict[str, object]:
         "tree": s.tree,
         "program_version": s.program_version,
         "summary": s.summary,
+        "source": s.source,
+        "original": s.original,
     }
 
 

@@ -27,6 +27,7 @@ class Snapshot:
     # What kind of data this is and its recovery point, for snapshots made by a source
     # other than plain files: {"kind": "postgres", "system_id": ..., "stop_lsn": ...}.
     source: dict[str, Any] = field(default_factory=dict)
+    original: str | None = None  # set by `repair snapshots`: the snapshot this one repairs
     id: str = field(default="", compare=False)
 
     @property
