@@ -110,9 +110,7 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def report(
-    results: list[Timed], args: argparse.Namespace, work: Path, sizes: dict[str, int]
-) -> str:
+def report(results: list[Timed], args: argparse.Namespace, sizes: dict[str, int]) -> str:
     lines = [
         f"{args.snapshots} snapshots x {args.files} files of {args.size} B "
         f"({args.snapshots * args.files:,} data blobs), forget --keep-last {args.keep}",
@@ -154,7 +152,7 @@ def main() -> None:
         build(work, args.snapshots, args.files, args.size)
     sizes = {"safehold": size_of(work / "safehold"), "restic": size_of(work / "restic")}
     results = measure(work, args.keep)
-    text = report(results, args, work, sizes)
+    text = report(results, args, sizes)
     print(text)
     (work / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=1))
 
