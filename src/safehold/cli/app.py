@@ -52,6 +52,10 @@ def main(
         bool,
         typer.Option("--no-lock", help="Read without a shared lock (read-only storage)."),
     ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Do not use the local cache of a remote repository."),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
@@ -65,6 +69,7 @@ def main(
         quiet=quiet,
         retry_lock=parse_wait(retry_lock),
         no_lock=no_lock,
+        no_cache=no_cache,
     )
     ctx.call_on_close(ctx.obj.close)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from safehold.errors import InvalidArgument
+from safehold.repo.cache import DocumentCache
 from safehold.repo.keys import DEFAULT_KDF, KdfParams
 from safehold.repo.lock import RepoLock, acquire
 from safehold.repo.repository import Repository
@@ -29,6 +30,7 @@ class Settings:
     quiet: bool = False
     retry_lock: float = 0.0
     no_lock: bool = False
+    no_cache: bool = False
     resources: ExitStack = field(default_factory=ExitStack)
     lock: RepoLock | None = None
 
@@ -69,7 +71,10 @@ class Settings:
         The lock comes before the index, so a prune that finished just before cannot leave
         us an index naming packs it deleted.
         """
-        repo = Repository.open(open_store(self.location()), self.password())
+        location = self.location()
+        repo = Repository.open(open_store(location), self.password())
+        if "://" in location and not self.no_cache:  # a local repository needs no cache
+            repo.cache = DocumentCache.for_repository(repo.config.id)
         if lock == "exclusive" or (lock == "shared" and not self.no_lock):
             self.lock = self.resources.enter_context(
                 acquire(repo, lock == "exclusive", retry_for=self.retry_lock)

@@ -22,7 +22,7 @@ __all__ = ["run"]
 
 EXIT_USAGE = 1  # as restic: a usage error is a failure like any other
 SWITCH_INTERVAL = 0.0005
-GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock"}
+GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock", "--no-cache"}
 COMMAND_MODULES = {
     "backup": "backup_cmd",
     "snapshots": "snapshots_cmd",

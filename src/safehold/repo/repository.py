@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from safehold.errors import (
     SafeholdError,
     WrongPassword,
 )
+from safehold.repo.cache import CACHED_KINDS, DocumentCache
 from safehold.repo.compression import compress, decompress
 from safehold.repo.config import RepoConfig, read_version
 from safehold.repo.crypto import MasterKey, content_hash
@@ -39,6 +41,7 @@ __all__ = ["KeyInfo", "Repository", "pack_key"]
 
 JSON_COMPRESSION = 3
 MAX_COALESCED_READ = 8 << 20
+LOAD_THREADS = 8
 
 
 def pack_key(pack_id: str) -> str:
@@ -62,6 +65,7 @@ class Repository:
         self.key_id = key_id
         self.index = Index()
         self.damaged_snapshots: list[SafeholdError] = []
+        self.cache: DocumentCache | None = None  # set for remote stores (repo/cache.py)
         self._index_lock = threading.Lock()
 
     # ---- creating and opening -------------------------------------------------------
@@ -124,23 +128,36 @@ class Repository:
         sealed = self.key.seal(compress(payload, JSON_COMPRESSION))
         object_id = content_hash(sealed)
         self.store.put(f"{kind}/{object_id}", sealed, if_absent=True)
+        if self.cache is not None and kind in CACHED_KINDS:
+            self.cache.put(kind, object_id, sealed)
         return object_id
 
     def load_document(self, kind: str, object_id: str) -> bytes:
         name = f"{kind}/{object_id}"
-        sealed = self.store.get(name)
-        if content_hash(sealed) != object_id:
-            raise CorruptObject(name, "content does not match its id")
+        cached = self.cache is not None and kind in CACHED_KINDS
+        sealed = self.cache.get(kind, object_id) if self.cache is not None and cached else None
+        if sealed is None:
+            sealed = self.store.get(name)
+            if content_hash(sealed) != object_id:
+                raise CorruptObject(name, "content does not match its id")
+            if self.cache is not None and cached:
+                self.cache.put(kind, object_id, sealed)
         return decompress(self.key.open(sealed, name), None, name)
 
     def _ids(self, kind: str) -> list[str]:
-        return [info.key.removeprefix(f"{kind}/") for info in self.store.list(f"{kind}/")]
+        ids = [info.key.removeprefix(f"{kind}/") for info in self.store.list(f"{kind}/")]
+        if self.cache is not None and kind in CACHED_KINDS:
+            self.cache.keep_only(kind, set(ids))
+        return ids
 
     # ---- index ------------------------------------------------------------------------
 
     def load_index(self) -> None:
-        for index_id in self._ids("index"):
-            self.index.add_document(self.load_index_document(index_id), f"index/{index_id}")
+        """Every index document; fetched by a few threads, since each is a request."""
+        ids = self._ids("index")
+        with ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="index") as pool:
+            for index_id, doc in zip(ids, pool.map(self.load_index_document, ids), strict=True):
+                self.index.add_document(doc, f"index/{index_id}")
 
     def load_index_document(self, index_id: str) -> Any:
         """One index document, decoded but not yet checked field by field."""
@@ -319,13 +336,17 @@ class Repository:
 
     def list_snapshots(self) -> list[Snapshot]:
         """Every readable snapshot, oldest first; damaged ones go to ``damaged_snapshots``."""
-        snapshots = []
-        self.damaged_snapshots = []
-        for sid in self._ids("snapshots"):
+
+        def load(sid: str) -> Snapshot | SafeholdError:
             try:
-                snapshots.append(Snapshot.from_bytes(self.load_document("snapshots", sid), sid))
+                return Snapshot.from_bytes(self.load_document("snapshots", sid), sid)
             except (CorruptObject, NotFound) as exc:
-                self.damaged_snapshots.append(exc)
+                return exc
+
+        with ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="snapshots") as pool:
+            loaded = list(pool.map(load, self._ids("snapshots")))
+        self.damaged_snapshots = [x for x in loaded if isinstance(x, SafeholdError)]
+        snapshots = [x for x in loaded if isinstance(x, Snapshot)]
         return sorted(snapshots, key=lambda s: (s.datetime, s.id))
 
     # ---- keys -------------------------------------------------------------------------
