@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from safehold.errors import InvalidArgument
 from safehold.ops.retention import (
+    NEWEST_REASON,
     Decision,
     Duration,
     GroupKey,
@@ -297,7 +297,7 @@ def test_keep_tag() -> None:
     ]
     decisions = apply_policy(snapshots, Policy(tags=(("a", "b"), ("c",))))
     assert reasons(decisions) == {
-        "2024-01-04T00:00:00": (),  # a tag-only policy removes even the newest, as restic
+        "2024-01-04T00:00:00": (NEWEST_REASON,),  # restic would remove it; we never do
         "2024-01-03T00:00:00": ("tag c",),
         "2024-01-02T00:00:00": ("tag a,b",),
         "2024-01-01T00:00:00": (),
@@ -510,10 +510,7 @@ def test_every_snapshot_is_decided_once(
 def test_the_newest_snapshot_of_a_group_is_never_removed(
     snapshots: list[Snapshot], policy: Policy, group_by: frozenset[str]
 ) -> None:
-    """Any count or within rule keeps it; only a tag-only policy may not (restic alike)."""
-    rules = replace(policy, tags=())
-    if rules.is_empty():
-        return
+    """Whatever the rules (a tag-only policy too, unlike restic's)."""
     for result in apply_policy_grouped(snapshots, policy, group_by):
         newest = max(result.decisions, key=lambda d: (d.snapshot.datetime, d.snapshot.id))
         assert newest.keep, newest

@@ -18,6 +18,7 @@ from safehold.repo.snapshot import Snapshot
 
 __all__ = [
     "GROUP_FIELDS",
+    "NEWEST_REASON",
     "Decision",
     "Duration",
     "GroupKey",
@@ -215,13 +216,17 @@ def _bucketers() -> list[tuple[str, Callable[[datetime, int], object]]]:
     ]
 
 
+NEWEST_REASON = "newest snapshot (always kept)"
+
+
 def apply_policy(snapshots: Sequence[Snapshot], policy: Policy) -> list[Decision]:
     """Decide every snapshot of one group, newest first, as restic's ``ApplyPolicy``.
 
     Each count rule keeps the newest snapshot of each of its last N periods that have
     snapshots; when the group runs out before a rule's count does, the oldest snapshot is
-    kept too (the longest history the counts allow). Raises on an empty policy rather
-    than remove everything.
+    kept too (the longest history the counts allow). Unlike restic, the newest snapshot
+    is always kept, even by a tag-only policy: a policy never leaves a group without its
+    latest restore point. Raises on an empty policy rather than remove everything.
     """
     refuse_empty(policy)
     ordered = sorted(snapshots, key=lambda s: (s.datetime, s.id), reverse=True)
@@ -250,6 +255,8 @@ def apply_policy(snapshots: Sequence[Snapshot], policy: Policy) -> list[Decision
             last_bucket[name] = bucket
             if counts[name] > 0:
                 counts[name] -= 1
+        if nr == 0 and not reasons:
+            reasons.append(NEWEST_REASON)
         decisions.append(Decision(snapshot, bool(reasons), tuple(reasons)))
     return decisions
 
