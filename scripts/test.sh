@@ -7,12 +7,22 @@ cd "$(dirname "$0")/.."
 # Debian tools the tests drive (runuser and mount come with util-linux; psmisc for fuser).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
-  for tool in runuser:util-linux mount:mount; do
+  # MariaDB for tests/sources/test_mysql.py (scratch servers), Redis for test_redis.py
+  for tool in runuser:util-linux mount:mount mariadbd:mariadb-server mariabackup:mariadb-backup \
+      mariadb:mariadb-client redis-server:redis-server; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   fi
+fi
+
+# Azurite (the Azure Blob emulator the storage tests start) comes from npm.
+if [ "$(id -u)" = 0 ] && ! command -v azurite-blob >/dev/null; then
+  if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+  fi
+  npm install -g --no-audit --no-fund --loglevel=error azurite >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

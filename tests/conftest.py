@@ -14,7 +14,7 @@ import pytest
 from safehold.repo.keys import KdfParams
 from safehold.repo.repository import Repository
 from safehold.storage import LocalStore, MemoryStore
-from tests.servers import S3Server, run_seaweedfs
+from tests.servers import AzureServer, S3Server, run_azurite, run_seaweedfs
 
 PASSWORD = b"correct horse battery staple"
 CHEAP_KDF = KdfParams(memory=256, iterations=1, parallelism=1)
@@ -36,6 +36,13 @@ def local_repo(tmp_path: Path) -> Repository:
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One SeaweedFS S3 server for the session; tests take a fresh bucket each."""
     with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServer]:
+    """One Azurite blob service for the session; tests take a fresh container each."""
+    with run_azurite(tmp_path_factory.mktemp("azurite")) as server:
         yield server
 
 

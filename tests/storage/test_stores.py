@@ -17,15 +17,16 @@ import pytest
 
 from safehold.errors import AlreadyExists, NotFound, StoreError
 from safehold.storage import LocalStore, MemoryStore, ObjectStore
+from safehold.storage.azure import AzureStore
 from safehold.storage.s3 import S3Store
-from tests.servers import S3Server
+from tests.servers import AzureServer, S3Server
 
 StoreFactory = Callable[[], ObjectStore]
 
 
-@pytest.fixture(params=["memory", "local", "s3"])
+@pytest.fixture(params=["memory", "local", "s3", "azure"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory, so one test can make a second store over the same place (local, S3) or a new one."""
+    """A factory, so one test can make a second store over the same place (local, S3, Azure) or a new one."""
     if request.param == "memory":
         return MemoryStore
     if request.param == "s3":
@@ -34,6 +35,10 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         return lambda: S3Store(
             location, access_key_id=server.access_key, secret_access_key=server.secret_key
         )
+    if request.param == "azure":
+        azure: AzureServer = request.getfixturevalue("azurite")
+        az_location = azure.location(f"t-{uuid.uuid4().hex}", "repo/one")
+        return lambda: AzureStore(az_location, account_key=azure.key)
     return lambda: LocalStore(tmp_path / "store")
 
 

@@ -48,6 +48,15 @@ def main(
             help="Wait up to DURATION (e.g. 30s, 10m, 1h) for a conflicting lock to go.",
         ),
     ] = "0s",
+    connections: Annotated[
+        int | None,
+        typer.Option(
+            "--connections",
+            min=1,
+            help="Parallel requests to the store: pack uploads and HTTP connections"
+            " (default 4 for cloud stores, 2 for a directory).",
+        ),
+    ] = None,
     no_lock: Annotated[
         bool,
         typer.Option("--no-lock", help="Read without a shared lock (read-only storage)."),
@@ -70,6 +79,7 @@ def main(
         retry_lock=parse_wait(retry_lock),
         no_lock=no_lock,
         no_cache=no_cache,
+        connections=connections,
     )
     ctx.call_on_close(ctx.obj.close)
 

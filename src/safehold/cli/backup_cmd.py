@@ -19,6 +19,7 @@ from safehold.repo.repository import Repository
 __all__ = ["backup"]
 
 EXIT_INCOMPLETE = 3
+BUCKET_SCHEMES = ("s3://", "gs://", "az://")  # a live bucket, not a path (sources/bucket.py)
 
 
 @app.command()
@@ -46,6 +47,13 @@ def backup(
     stdin_filename: Annotated[
         str, typer.Option("--stdin-filename", help="File name for --stdin.")
     ] = "stdin",
+    stdin_from_command: Annotated[
+        str | None,
+        typer.Option(
+            "--stdin-from-command",
+            help="Back up this command's stdout (split like a shell, run without one).",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Re-read every file, ignoring the parent.")
     ] = False,
@@ -55,6 +63,12 @@ def backup(
 ) -> None:
     """Create a snapshot of PATHS (or of standard input with --stdin)."""
     s = settings(ctx)
+    if stdin_from_command is not None:  # sources/command.py; docs/sources.md
+        if stdin or paths:
+            raise InvalidArgument("--stdin-from-command takes no paths and no --stdin")
+        tags = [t for group in tag or [] for t in group.split(",") if t]
+        _backup_command(s, stdin_from_command, _stdin_name(stdin_filename), tags, host, time)
+        return
     if stdin and paths:
         raise InvalidArgument("--stdin takes no paths")
     if stdin and sys.stdin.isatty():
@@ -62,6 +76,15 @@ def backup(
     patterns = list(exclude or [])
     for path in exclude_file or []:
         patterns.extend(read_exclude_file(path))
+    if paths and any(p.startswith(BUCKET_SCHEMES) for p in paths):
+        if len(paths) > 1 or patterns or exclude_caches or one_file_system:
+            raise InvalidArgument(
+                "a bucket is backed up on its own: one s3://, gs:// or az:// location, "
+                "without --exclude, --exclude-caches or --one-file-system"
+            )
+        tags = [t for group in tag or [] for t in group.split(",") if t]
+        _backup_bucket(s, paths[0], tags, host, time, force, parent)
+        return
     request = BackupRequest(
         paths=list(paths or []),
         tags=[t for group in tag or [] for t in group.split(",") if t],
@@ -81,6 +104,69 @@ def backup(
     _report(result, s)
     if result.stats.errors:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _backup_bucket(
+    s: Settings,
+    location: str,
+    tags: list[str],
+    host: str | None,
+    time: str | None,
+    force: bool,
+    parent: str | None,
+) -> None:
+    """The objects of a live bucket (sources/bucket.py; docs/buckets.md)."""
+    from safehold.sources.bucket import BucketBackupResult, backup_bucket
+    from safehold.sources.bucket_client import open_bucket
+
+    bucket = open_bucket(location)
+    repo = s.open_repository(lock="shared")
+
+    def run(progress: Progress) -> BucketBackupResult:
+        return backup_bucket(
+            repo,
+            bucket,
+            tags=tags,
+            hostname=host,
+            time_text=time,
+            parent_ref=parent,
+            force=force,
+            progress=progress,
+            ensure_locked=s.ensure_locked,
+        )
+
+    if s.json or s.quiet or not sys.stderr.isatty():
+        result = run(ErrorPrinter(s.json))
+    else:
+        with BarProgress("backup") as bar:
+            result = run(bar)
+    st = result.stats
+    if s.json:
+        print_json({"message_type": "summary", **result.summary()})
+    elif not s.quiet:
+        out().print(
+            f"Objects: {st.objects_new} new, {st.objects_changed} changed, "
+            f"{st.objects_unmodified} unmodified; downloaded {st.objects_downloaded} "
+            f"({human_size(st.bytes_downloaded)}) in {result.duration:.2f}s; added "
+            f"{human_size(result.data_added)} to the repository\n"
+            f"snapshot {result.snapshot.short_id} of {bucket.location} saved"
+        )
+        if st.errors:
+            out().print(f"{len(st.errors)} objects could not be read (see errors above)")
+    if st.errors:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _backup_command(
+    s: Settings, command: str, filename: str, tags: list[str], host: str | None, time: str | None
+) -> None:
+    """A command's stdout as one file; no snapshot unless the command exits 0."""
+    from safehold.sources.command import StreamSpec, backup_command, parse_command
+
+    argv = parse_command(command)
+    repo = s.open_repository(lock="shared")
+    spec = StreamSpec(filename, tags=tags, hostname=host, time=time, ensure_locked=s.ensure_locked)
+    _report(backup_command(repo, argv, spec, ErrorPrinter(s.json)), s)
 
 
 def _stdin_name(name: str) -> str:

@@ -15,7 +15,7 @@ from safehold.repo.cache import DocumentCache
 from safehold.repo.keys import DEFAULT_KDF, KdfParams
 from safehold.repo.lock import RepoLock, acquire
 from safehold.repo.repository import Repository
-from safehold.storage import open_store
+from safehold.storage import ObjectStore, open_store
 
 __all__ = ["Settings", "parse_wait"]
 
@@ -31,6 +31,7 @@ class Settings:
     retry_lock: float = 0.0
     no_lock: bool = False
     no_cache: bool = False
+    connections: int | None = None  # None: the store's default
     resources: ExitStack = field(default_factory=ExitStack)
     lock: RepoLock | None = None
 
@@ -39,6 +40,10 @@ class Settings:
         if not location:
             raise InvalidArgument("no repository given: use --repo or SAFEHOLD_REPOSITORY")
         return location
+
+    def open_store(self, location: str | None = None) -> ObjectStore:
+        """The repository's store (or another location's), with ``--connections`` applied."""
+        return open_store(location or self.location(), self.connections)
 
     def password(self, confirm: bool = False) -> bytes:
         """The password; ``confirm`` when it is for a new repository (asked twice, never empty)."""
@@ -72,7 +77,7 @@ class Settings:
         us an index naming packs it deleted.
         """
         location = self.location()
-        repo = Repository.open(open_store(location), self.password())
+        repo = Repository.open(self.open_store(location), self.password())
         if "://" in location and not self.no_cache:  # a local repository needs no cache
             repo.cache = DocumentCache.for_repository(repo.config.id)
         if lock == "exclusive" or (lock == "shared" and not self.no_lock):

@@ -9,8 +9,9 @@ import typer
 from safehold.cli.app import app, settings
 from safehold.cli.context import kdf_params, new_password
 from safehold.cli.output import out, print_json
+from safehold.errors import InvalidArgument, NotFound, RepositoryExists
 from safehold.repo.repository import Repository
-from safehold.storage import open_store
+from safehold.storage import ObjectStore
 
 __all__ = ["key_app"]
 
@@ -28,13 +29,29 @@ key_app = typer.Typer(help="Manage the passwords (key files) that open the repos
 app.add_typer(key_app, name="key")
 
 
+ObjectLockDays = Annotated[
+    int | None,
+    typer.Option(
+        "--object-lock-days",
+        min=1,
+        help="S3 only: create the bucket with Object Lock and keep every object written"
+        " undeletable for N days (GOVERNANCE retention; docs/stores/s3.md).",
+    ),
+]
+
+
 @app.command()
 def init(
-    ctx: typer.Context, kdf_memory: KdfMemory = None, kdf_iterations: KdfIterations = None
+    ctx: typer.Context,
+    kdf_memory: KdfMemory = None,
+    kdf_iterations: KdfIterations = None,
+    object_lock_days: ObjectLockDays = None,
 ) -> None:
     """Create a new repository; refuses to overwrite an existing one."""
     s = settings(ctx)
-    store = open_store(s.location())
+    store = s.open_store()
+    if object_lock_days is not None:
+        _enable_object_lock(store, object_lock_days)
     repo = Repository.init(store, s.password(confirm=True), kdf_params(kdf_memory, kdf_iterations))
     if s.json:
         print_json(
@@ -42,6 +59,24 @@ def init(
         )
     elif not s.quiet:
         out().print(f"created safehold repository {repo.config.id[:10]} at {store.location}")
+
+
+def _enable_object_lock(store: ObjectStore, days: int) -> None:
+    """Before anything is written, so that every object of the repository is locked."""
+    enable = getattr(store, "enable_object_lock", None)
+    if enable is None:
+        raise InvalidArgument(
+            f"--object-lock-days needs an S3 repository; {store.location} does not support"
+            " S3 Object Lock"
+        )
+    if store.exists():
+        try:
+            store.stat("config")
+        except NotFound:
+            pass
+        else:
+            raise RepositoryExists(store.location)
+    enable(days)
 
 
 @key_app.command("list")

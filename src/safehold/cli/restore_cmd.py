@@ -12,10 +12,12 @@ from safehold.archive.browse import find_node
 from safehold.archive.progress import Progress
 from safehold.archive.restore import OVERWRITE_MODES, RestoreOptions, Restorer, RestoreStats
 from safehold.cli.app import app, settings
+from safehold.cli.context import Settings
 from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
+from safehold.repo.snapshot import Snapshot
 
 __all__ = ["restore"]
 
@@ -24,7 +26,12 @@ __all__ = ["restore"]
 def restore(
     ctx: typer.Context,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id, short id or 'latest'.")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Directory to restore into.")],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", "-t", help="Directory, or s3://BUCKET/PREFIX for a bucket backup."
+        ),
+    ] = None,
     include: Annotated[
         list[str] | None, typer.Option("--include", "-i", help="Only this absolute path.")
     ] = None,
@@ -40,13 +47,28 @@ def restore(
     host: HostOpt = None,
     tag: TagOpt = None,
     path: PathOpt = None,
+    stdout_to_command: Annotated[
+        str | None,
+        typer.Option("--stdout-to-command", help="Pipe the snapshot's one file into this command."),
+    ] = None,
 ) -> None:
     """Restore SNAPSHOT under --target, recreating the absolute paths it recorded."""
     s = settings(ctx)
+    if (target is None) == (stdout_to_command is None):
+        raise InvalidArgument("give either --target or --stdout-to-command")
     if overwrite not in OVERWRITE_MODES:  # before any work, whatever the repository holds
         raise InvalidArgument(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
     repo = s.open_repository(lock="shared")
     snap = resolve_snapshot(repo, snapshot, host, tag, path)
+    if stdout_to_command is not None:  # sources/command.py; docs/sources.md
+        _restore_to_command(s, repo, snap, stdout_to_command, include)
+        return
+    assert target is not None
+    if target.startswith(("s3://", "gs://", "az://")):
+        if include or verify or numeric_owner:
+            raise InvalidArgument("--include, --verify and --numeric-owner need a directory target")
+        _restore_to_bucket(s, repo, snap, target, overwrite)
+        return
     for wanted in include or []:  # a mistyped --include must not "succeed" restoring nothing
         find_node(repo, snap, wanted)
     options = RestoreOptions(
@@ -81,6 +103,56 @@ def restore(
             f"restored snapshot {snap.short_id} to {target}: {stats.files_restored} files, "
             f"{stats.dirs_restored} dirs, {human_size(stats.bytes_written)} in {duration:.2f}s"
             + (f"; {stats.files_verified} files verified" if verify else "")
+        )
+    if stats.errors:
+        if not s.json:
+            out().print(f"{len(stats.errors)} errors (see above)")
+        raise typer.Exit(1)
+
+
+def _restore_to_command(
+    s: Settings, repo: Repository, snap: Snapshot, command: str, include: list[str] | None
+) -> None:
+    """The snapshot's one file (or the one --include names) into a command's stdin."""
+    from safehold.sources.command import parse_command, pipe_to_command, single_file
+
+    argv = parse_command(command)
+    started = time.monotonic()
+    node = single_file(repo, snap, include)
+    sent = pipe_to_command(repo, node, argv, sys.stderr.buffer if s.json else sys.stdout.buffer)
+    if s.json:
+        print_json(
+            {"message_type": "summary", "snapshot_id": snap.id, "command": argv[0]}
+            | {"bytes_written": sent, "total_duration": round(time.monotonic() - started, 3)}
+        )
+    elif not s.quiet:
+        sys.stderr.write(f"piped {human_size(sent)} of snapshot {snap.short_id} into {argv[0]}\n")
+
+
+def _restore_to_bucket(
+    s: Settings, repo: Repository, snap: Snapshot, target: str, overwrite: str
+) -> None:
+    """A bucket snapshot's objects into a bucket (sources/bucket_restore.py)."""
+    from safehold.sources.bucket_client import open_bucket
+    from safehold.sources.bucket_restore import restore_to_bucket
+
+    bucket = open_bucket(target)
+    started = time.monotonic()
+    progress = ErrorPrinter(s.json)
+    stats = restore_to_bucket(repo, snap, bucket, overwrite=overwrite, progress=progress)
+    duration = time.monotonic() - started
+    if s.json:
+        summary = vars(stats) | {"errors": len(stats.errors)}
+        print_json(
+            {"message_type": "summary", "snapshot_id": snap.id, "target": bucket.location}
+            | {"total_duration": round(duration, 3), **summary}
+        )
+    elif not s.quiet:
+        out().print(
+            f"restored snapshot {snap.short_id} to {bucket.location}: "
+            f"{stats.objects_restored} objects, {human_size(stats.bytes_written)} "
+            f"in {duration:.2f}s"
+            + (f"; {stats.objects_skipped} kept" if stats.objects_skipped else "")
         )
     if stats.errors:
         if not s.json:

@@ -22,6 +22,8 @@ from safehold.storage.base import ObjectStore
 
 __all__ = ["BlobSaver", "BlobWriter", "WriteStats"]
 
+# Packs uploaded at once, unless the store says (``store.connections``, set by the global
+# ``--connections``): each holds a whole pack in memory until it is written.
 MAX_UPLOADS_IN_FLIGHT = 2
 # Small blobs are sealed in batches: one pool task per blob cost more in hand-offs
 # than zstd and AES took for a 10 KiB file.
@@ -80,7 +82,8 @@ class BlobWriter:
         self._on_pack = on_pack
         self._workers = workers or max(2, os.cpu_count() or 2)
         self._seal_pool = ThreadPoolExecutor(self._workers, thread_name_prefix="seal")
-        self._upload_pool = ThreadPoolExecutor(MAX_UPLOADS_IN_FLIGHT, thread_name_prefix="upload")
+        self._max_uploads = max(1, int(getattr(store, "connections", MAX_UPLOADS_IN_FLIGHT)))
+        self._upload_pool = ThreadPoolExecutor(self._max_uploads, thread_name_prefix="upload")
         self._pending: deque[_Pending] = deque()
         self._batch: list[_Blob] = []
         self._batch_bytes = 0
@@ -145,7 +148,7 @@ class BlobWriter:
         pack_id, data, entries = pack.finish(self._key)
         self.stats.packs += 1
         self.stats.stored_bytes += len(data)
-        while len(self._uploads) >= MAX_UPLOADS_IN_FLIGHT:
+        while len(self._uploads) >= self._max_uploads:
             self._uploads.popleft().result()
         self._uploads.append(self._upload_pool.submit(self._write_pack, pack_id, data, entries))
 

@@ -6,6 +6,9 @@ Guarantees a backend must give (kopia's list, restic's shape):
 - ``put(..., if_absent=True)`` creates or raises ``AlreadyExists``, never overwrites;
 - missing objects raise ``NotFound``; retryable failures raise ``TransientStoreError``.
 Key layout belongs to ``repo/``; a store only moves bytes.
+
+A store may also have ``connections: int``, the number of requests worth running at once
+(the backup's parallel pack uploads use it; 2 when a store does not say).
 """
 
 from __future__ import annotations

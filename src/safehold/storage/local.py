@@ -17,8 +17,10 @@ __all__ = ["LocalStore"]
 class LocalStore:
     """Objects are files; a put writes a temporary file, fsyncs it and renames it in."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, connections: int | None = None) -> None:
         self.root = Path(root).absolute()
+        # parallel pack writes in a backup: two keep a local disk busy (measured)
+        self.connections = connections or 2
         self.location = str(self.root)
         self._prefix = f"{self.root}/"
         self._made_dirs: set[Path] = set()

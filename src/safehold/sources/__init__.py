@@ -1,0 +1,1 @@
+"""Sources: one package per kind of data (PostgreSQL, ...), each backing up into snapshots."""
