@@ -1,0 +1,3 @@
+"""Fixtures for the database source tests: scratch servers started by the tests."""
+
+from tests.sources.mysql_fixtures import maria  # noqa: F401  (MariaDB session server)
