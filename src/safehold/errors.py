@@ -119,3 +119,7 @@ class LockLost(SafeholdError):
 
 class IndexNeedsRepair(SafeholdError):
     """Tree {0} is in the index but its pack is lost; run `safehold repair index` first"""
+
+
+class ReplicaMismatch(SafeholdError):
+    """{0} is not a replica of {1}: {2}; refusing to replicate into it"""

@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "sqlite": "sqlite_cmd",
     "mysql": "mysql_cmd",
     "redis": "redis_cmd",
+    "replicate": "replicate_cmd",
     "prune": "prune_cmd",
     "locks": "lock_cmd",
     "unlock": "lock_cmd",
