@@ -549,3 +549,19 @@ def test_keep_last_alone_keeps_the_n_newest(snapshots: list[Snapshot], n: int) -
 @given(snapshot_lists(), POLICIES)
 def test_decisions_do_not_depend_on_input_order(snapshots: list[Snapshot], policy: Policy) -> None:
     assert apply_policy(snapshots, policy) == apply_policy(snapshots[::-1], policy)
+
+
+def test_a_kept_incremental_keeps_its_chain() -> None:
+    full = snap("2024-01-01T00:00:00Z", nr=1)
+    full.source = {"kind": "mysql", "base": None}
+    incr1 = snap("2024-01-01T06:00:00Z", nr=2)
+    incr1.source = {"kind": "mysql", "base": full.id}
+    incr2 = snap("2024-01-01T12:00:00Z", nr=3)
+    incr2.source = {"kind": "mysql", "base": incr1.id}
+    other = snap("2024-01-01T03:00:00Z", nr=4)
+    (result,) = apply_policy_grouped([full, incr1, incr2, other], Policy(last=1), frozenset())
+    decided = {d.snapshot.id: d for d in result.decisions}
+    assert decided[incr2.id].reasons == ("last snapshot",)
+    assert decided[incr1.id].reasons == (f"base of kept {incr2.short_id}",)
+    assert decided[full.id].reasons == (f"base of kept {incr1.short_id}",)
+    assert not decided[other.id].keep

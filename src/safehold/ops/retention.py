@@ -27,6 +27,7 @@ __all__ = [
     "apply_policy",
     "apply_policy_grouped",
     "group_snapshots",
+    "keep_bases",
     "parse_count",
     "parse_duration",
     "parse_group_by",
@@ -261,6 +262,24 @@ def apply_policy(snapshots: Sequence[Snapshot], policy: Policy) -> list[Decision
     return decisions
 
 
+def keep_bases(results: list[GroupResult]) -> None:
+    """Keep what kept snapshots are built on: an incremental's ``source.base``, and so on
+    down its chain (a MariaDB incremental restores only on top of its base)."""
+    where = {d.snapshot.id: (r, i) for r in results for i, d in enumerate(r.decisions)}
+    todo = [d for r in results for d in r.keep]
+    while todo:
+        kept = todo.pop()
+        base = kept.snapshot.source.get("base")
+        if not isinstance(base, str) or base not in where:
+            continue
+        result, i = where[base]
+        found = result.decisions[i]
+        reason = f"base of kept {kept.snapshot.short_id}"
+        if not found.keep:
+            result.decisions[i] = Decision(found.snapshot, True, (reason,))
+            todo.append(result.decisions[i])
+
+
 def apply_policy_grouped(
     snapshots: Iterable[Snapshot], policy: Policy, group_by: frozenset[str]
 ) -> list[GroupResult]:
@@ -268,6 +287,7 @@ def apply_policy_grouped(
     refuse_empty(policy)
     groups = group_snapshots(snapshots, group_by)
     results = [GroupResult(key, apply_policy(members, policy)) for key, members in groups.items()]
+    keep_bases(results)
     return sorted(
         results, key=lambda r: min((d.snapshot.datetime, d.snapshot.id) for d in r.decisions)
     )
