@@ -115,7 +115,10 @@ class Restorer:
         self._umask = _current_umask()
         self._links: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2))
+        # CPU-bound work wants one thread per core; a remote store wants a request in
+        # flight per connection it allows (--connections), since each read waits on it.
+        connections = int(getattr(repo.store, "connections", 0) or 0)
+        self._pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2, connections))
         self._jobs: deque[Future[None]] = deque()
         self._segments: list[Future[None]] = []
         self._small: list[_SmallFile] = []
