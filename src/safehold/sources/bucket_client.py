@@ -5,9 +5,8 @@ bucket source needs each object's ETag, last-modified time, content type and use
 metadata. ``open_bucket`` opens the repository store for the same location
 (``s3://BUCKET/PREFIX?endpoint=…&region=…&path_style=…``, ``az://CONTAINER/PREFIX?…``,
 ``gs://BUCKET/PREFIX``), which parses it, finds the credentials, retries transient
-failures and names errors, and reads and writes objects with that store's obstore client.
-It uses two members that storage/cloud.py keeps private (``_store``, the client, and
-``_error``, its error mapping); a public accessor there would be better.
+failures and names errors, and reads and writes objects with that store's obstore client
+(``client``) and error mapping (``error()``).
 
 Keys are relative to the location's prefix. obstore (Rust's object_store) addresses
 objects by a normalised path: it cannot read or write keys with empty segments (``a//b``,
@@ -153,7 +152,7 @@ class ObstoreBucket:
     """
 
     def __init__(self, store: Any) -> None:
-        client = getattr(store, "_store", None)  # ObstoreStore's client (see the module doc)
+        client = getattr(store, "client", None)  # ObstoreStore's obstore client
         if client is None:
             raise InvalidArgument(f"{store.location} is not a bucket location")
         self._repo_store = store
@@ -248,7 +247,7 @@ class ObstoreBucket:
     def _error(self, exc: BaseException, action: str, key: str) -> StoreError:
         if isinstance(exc, ValueError) and "path" in str(exc).lower():
             return StoreError(f"{self.location}: key {key!r} cannot be addressed by obstore")
-        error: StoreError = self._repo_store._error(exc, action, key)
+        error: StoreError = self._repo_store.error(exc, action, key)
         if "does not exist" in str(error):  # not the repository's hint to run `init`
             store = self._repo_store
             return StoreError(

@@ -298,6 +298,16 @@ class ObstoreStore:
         text = str(exc)
         return any(f"<Code>{code}</Code>" in text for code in self.missing_root_codes)
 
+    @property
+    def client(self) -> Any:
+        """The obstore store, for callers that need obstore calls this class does not wrap
+        (sources/bucket_client.py: object attributes and streaming)."""
+        return self._store
+
+    def error(self, exc: BaseException, action: str, key: str) -> StoreError:
+        """The typed safehold error for an obstore exception (one line, names the object)."""
+        return self._error(exc, action, key)
+
     def _error(self, exc: BaseException, action: str, key: str) -> StoreError:
         text = str(exc)
         status = _status(exc)
