@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 # Debian tools the tests drive (runuser and mount come with util-linux; psmisc for fuser).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
-  # MariaDB for tests/sources/test_mysql.py (scratch servers), Redis for test_redis.py
+  # MariaDB for tests/sources/test_mysql.py (scratch servers), Redis for test_redis.py,
+  # PostgreSQL 15 for tests/sources/test_pg_*.py (its programs are not on PATH)
   for tool in runuser:util-linux mount:mount mariadbd:mariadb-server mariabackup:mariadb-backup \
-      mariadb:mariadb-client redis-server:redis-server; do
+      mariadb:mariadb-client redis-server:redis-server \
+      /usr/lib/postgresql/15/bin/initdb:postgresql-15 \
+      /usr/lib/postgresql/15/bin/pg_dump:postgresql-client-15; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
   done
   if [ ${#missing[@]} -gt 0 ]; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -141,3 +142,28 @@ def test_puts_add_a_checksum_when_the_bucket_demands_one(seaweedfs: S3Server) ->
         assert store.checksums
         assert store.get("data/00/p") == b"pack" * 1000
     assert seen == [False, True, True]  # one refusal, then every PUT has its checksum
+
+
+def test_prune_on_a_locked_bucket_says_what_stays(seaweedfs: S3Server, tmp_path: Path) -> None:
+    """Deleting under Object Lock only hides: prune still runs, and says until when."""
+    location = seaweedfs.location(f"lock-{uuid.uuid4().hex}", "repo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEHOLD_", "AWS_"))}
+    env.update(seaweedfs.env(), SAFEHOLD_REPOSITORY=location, SAFEHOLD_PASSWORD=PASSWORD.decode())
+    cli = CLI(tmp_path, env)
+    cli.run("init", "--kdf-memory", "256", "--kdf-iterations", "1", "--object-lock-days", "2")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_bytes(os.urandom(300_000))
+    cli.run("backup", data, "-q")
+    cli.run("forget", "latest")
+    doc = json.loads(cli.run("--json", "prune").stdout)
+    assert doc["packs_deleted"] >= 1
+    assert doc["packs_retained_by_object_lock"] == doc["packs_deleted"]
+    until = datetime.fromisoformat(doc["retained_until"])
+    assert timedelta(days=1) < until - datetime.now(UTC) <= timedelta(days=2, minutes=5)
+    assert json.loads(cli.run("--json", "check").stdout)["ok"]
+    (data / "g").write_bytes(os.urandom(300_000))
+    cli.run("backup", data, "-q")
+    cli.run("forget", "latest")
+    proc = cli.run("prune")
+    assert b"under Object Lock until" in proc.stderr

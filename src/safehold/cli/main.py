@@ -36,6 +36,7 @@ COMMAND_MODULES = {
     "forget": "forget_cmd",
     "check": "check_cmd",
     "repair": "check_cmd",
+    "pg": "pg_cmd",
     "sqlite": "sqlite_cmd",
     "mysql": "mysql_cmd",
     "redis": "redis_cmd",

@@ -10,8 +10,17 @@ from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
 from safehold.cli.output import err, human_size, out, print_json
 from safehold.errors import SafeholdError
-from safehold.ops.prune import PrunePlan, PruneResult, parse_max_unused, plan_prune, prune
+from safehold.ops.prune import (
+    PrunePlan,
+    PruneResult,
+    parse_max_unused,
+    plan_prune,
+    prune,
+    still_retained,
+)
 from safehold.repo.repository import Repository
+from safehold.sources.mysql.retention import unneeded_binlogs
+from safehold.sources.postgres.retention import unneeded_wal
 
 __all__ = ["MaxUnusedOpt", "prune_command", "run_prune"]
 
@@ -46,11 +55,33 @@ def prune_command(
 def run_prune(s: Settings, repo: Repository, max_unused: float, dry_run: bool) -> None:
     """Plan, report, and unless ``dry_run`` carry out; shared with ``forget --prune``."""
     plan = plan_prune(repo, max_unused)
-    result = None if dry_run or plan.nothing_to_do else prune(repo, plan, s.ensure_locked)
+    kept = repo.list_snapshots()
+    logs = unneeded_wal(repo, kept) + unneeded_binlogs(repo, kept)  # older than any kept backup
+    idle = plan.nothing_to_do and not logs
+    retained, until = still_retained(repo, plan)
+    result = None if dry_run or idle else prune(repo, plan, s.ensure_locked, logs)
     if s.json:
-        print_json(_doc(plan, result, dry_run))
+        print_json(
+            {
+                **_doc(plan, result, dry_run),
+                "log_files_deleted": len(logs),
+                "packs_retained_by_object_lock": retained,
+                "retained_until": until.isoformat() if until else None,
+            }
+        )
     else:
         _print(plan, result, dry_run)
+        if logs:
+            verb = "would delete" if dry_run else "deleted"
+            out().print(f"{verb} {len(logs)} archived WAL/binlog files no kept backup needs")
+        if retained:
+            err().print(
+                f"note: {retained} of the packs deleted are under Object Lock until "
+                f"{until:%Y-%m-%d %H:%M %Z}: the bucket keeps them (hidden, still billed) until "
+                "then; a lifecycle rule expiring noncurrent versions frees them after "
+                "(docs/stores/s3.md)",
+                markup=False,
+            )
     if result is not None and result.undeletable:
         raise SafeholdError(
             f"{len(result.undeletable)} objects could not be deleted (first: "

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from safehold.archive.tree import decode_entries
 from safehold.errors import CorruptObject, InvalidArgument, NotFound, SafeholdError
@@ -23,7 +24,14 @@ from safehold.repo.index import BlobLocation, Index
 from safehold.repo.pack import PackEntry
 from safehold.repo.repository import Repository, pack_key
 
-__all__ = ["PrunePlan", "PruneResult", "parse_max_unused", "plan_prune", "prune"]
+__all__ = [
+    "PrunePlan",
+    "PruneResult",
+    "parse_max_unused",
+    "plan_prune",
+    "prune",
+    "still_retained",
+]
 
 INDEX_DOCUMENT_BLOBS = 50_000  # blobs per new index document: bounded documents
 DELETE_WORKERS = 8
@@ -184,6 +192,31 @@ def prune(
     result.deleted_packs = len(deleted)
     _delete_all(repo, list(extra_deletions), ensure_locked, result)
     return result
+
+
+def still_retained(repo: Repository, plan: PrunePlan) -> tuple[int, datetime | None]:
+    """How many packs to delete an Object Lock keeps, and until when (0, None: no lock).
+
+    On a bucket with Object Lock a delete only hides an object behind a delete marker; the
+    locked version stays, and is billed, until its retention ends. Prune deletes anyway
+    (the repository must stop naming the data) and says what stays behind.
+    """
+    retained_until = getattr(repo.store, "retained_until", None)
+    object_lock = getattr(repo.store, "object_lock", None)
+    if retained_until is None or object_lock is None or object_lock() is None:
+        return 0, None
+
+    def until(key: str) -> datetime | None:
+        try:
+            found = retained_until(key)
+        except NotFound:
+            return None
+        return found if isinstance(found, datetime) else None
+
+    keys = [pack_key(p) for p in [*sorted(plan.repack), *plan.delete]]
+    with ThreadPoolExecutor(DELETE_WORKERS, thread_name_prefix="retention") as pool:
+        dates = [d for d in pool.map(until, keys) if d is not None]
+    return len(dates), max(dates, default=None)
 
 
 def _repack(

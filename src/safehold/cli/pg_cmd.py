@@ -1,0 +1,434 @@
+"""``pg``: PostgreSQL base backups, WAL archiving, point-in-time recovery, status."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from typing import Annotated
+
+import typer
+
+from safehold.cli.app import app, settings
+from safehold.cli.output import ErrorPrinter, human_size, out, print_json
+from safehold.errors import InvalidArgument
+
+__all__ = ["pg_app"]
+
+pg_app = typer.Typer(help="PostgreSQL: base backups, WAL archiving, point-in-time recovery.")
+app.add_typer(pg_app, name="pg")
+
+EXIT_INCOMPLETE = 3
+DsnOpt = Annotated[str | None, typer.Option("--dsn", help="libpq connection string.")]
+HostOpt = Annotated[str | None, typer.Option("--host", "-H", help="Server host or socket dir.")]
+PortOpt = Annotated[int | None, typer.Option("--port", "-P", help="Server port.")]
+UserOpt = Annotated[str | None, typer.Option("--user", "-U", help="Database user.")]
+
+
+def _conninfo(dsn: str | None, host: str | None, port: int | None, user: str | None) -> str:
+    parts = [dsn or ""]
+    for key, value in (("host", host), ("port", port), ("user", user)):
+        if value is not None:
+            parts.append(f"{key}={shlex.quote(str(value))}")
+    if "dbname" not in (dsn or ""):
+        parts.append("dbname=postgres")
+    return " ".join(p for p in parts if p)
+
+
+@pg_app.command("backup")
+def backup(
+    ctx: typer.Context,
+    pgdata: Annotated[
+        str | None, typer.Option("--pgdata", "-D", help="The cluster's data directory.")
+    ] = None,
+    type: Annotated[str, typer.Option("--type", help="full (read all) or incr.")] = "incr",
+    method: Annotated[
+        str,
+        typer.Option("--method", help="lowlevel (this host) or basebackup (remote, full only)."),
+    ] = "lowlevel",
+    dsn: DsnOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    user: UserOpt = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Extra tag.")] = None,
+    hostname: Annotated[str | None, typer.Option("--hostname", help="Host to record.")] = None,
+) -> None:
+    """Back up a running cluster with pg_backup_start/pg_backup_stop."""
+    from safehold.sources.postgres.physical import PgBackupRequest, run_pg_backup
+
+    s = settings(ctx)
+    if method not in ("lowlevel", "basebackup"):
+        raise InvalidArgument("--method must be lowlevel or basebackup")
+    if method == "lowlevel" and not pgdata:
+        raise InvalidArgument("--pgdata is required (or --method basebackup for a remote cluster)")
+    repo = s.open_repository(lock="shared")
+    conninfo = _conninfo(dsn, host, port, user)
+    if method == "basebackup":
+        from safehold.sources.postgres.basebackup import run_basebackup
+
+        result = run_basebackup(repo, conninfo, hostname, list(tag or []), s.ensure_locked)
+    else:
+        request = PgBackupRequest(
+            pgdata=pgdata or "",
+            conninfo=conninfo,
+            type=type,
+            hostname=hostname,
+            tags=list(tag or []),
+            ensure_locked=s.ensure_locked,
+        )
+        result = run_pg_backup(repo, request, ErrorPrinter(s.json))
+    src = result.snapshot.source
+    if s.json:
+        print_json({"message_type": "summary", **result.summary(), "source": src})
+    elif not s.quiet:
+        st = result.stats
+        out().print(
+            f"{src['type']} backup of cluster {src['system_id']} saved as snapshot "
+            f"{result.snapshot.short_id}: {st.total_files_processed} files "
+            f"({st.files_unmodified} unchanged, not read), "
+            f"{human_size(st.total_bytes_processed)}, {human_size(result.data_added)} added, "
+            f"LSN {src['start_lsn']}..{src['stop_lsn']} timeline {src['timeline']}, "
+            f"{result.duration:.2f}s"
+        )
+    if result.stats.errors:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+@pg_app.command("wal-push")
+def wal_push(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="%p: the WAL file, relative to the data directory.")],
+    pgdata: Annotated[
+        str, typer.Option("--pgdata", "-D", help="Data directory (default: the current one).")
+    ] = ".",
+    spool: Annotated[
+        str | None,
+        typer.Option("--spool", help="Asynchronous: wait for `pg wal-pusher --spool` instead."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="With --spool: seconds to wait.")
+    ] = 60.0,
+) -> None:
+    """archive_command: store one WAL file (idempotent; differing content fails)."""
+    if spool is not None:  # asynchronous: the wal-pusher uploads, we wait for its mark
+        from safehold.sources.postgres.spool import wait_for_push
+
+        problem = wait_for_push(spool, path, timeout)
+        if problem:
+            raise InvalidArgument(problem)
+        return
+    from safehold.sources.postgres.walarchive import push_wal
+    from safehold.sources.postgres.walnames import read_system_id
+
+    s = settings(ctx)
+    system_id = read_system_id(pgdata)
+    full = path if os.path.isabs(path) else os.path.join(pgdata, path)
+    with open(full, "rb") as f:
+        data = f.read()
+    repo = s.open_repository(load_index=False)
+    stored = push_wal(repo, system_id, os.path.basename(path), data)
+    if not s.quiet and not stored:
+        sys.stderr.write(
+            f"safehold: {os.path.basename(path)} was already archived (same content)\n"
+        )
+
+
+@pg_app.command("wal-pusher")
+def wal_pusher(
+    ctx: typer.Context,
+    spool: Annotated[str, typer.Option("--spool", help="Directory for the done/error marks.")],
+    pgdata: Annotated[str, typer.Option("--pgdata", "-D", help="The cluster's data directory.")],
+    workers: Annotated[int, typer.Option("--workers", help="Uploads at once.")] = 2,
+) -> None:
+    """Asynchronous archiving: upload WAL as it becomes ready (run as a service)."""
+    import signal
+
+    from safehold.sources.postgres.pusher import WalPusher
+
+    s = settings(ctx)
+    pusher = WalPusher(s.open_repository(load_index=False), pgdata, spool, workers)
+    signal.signal(signal.SIGTERM, lambda *_: pusher.stop())
+    signal.signal(signal.SIGINT, lambda *_: pusher.stop())
+
+    def pushed(name: str) -> None:
+        if not s.quiet:
+            sys.stderr.write(f"safehold: archived {name}\n")
+
+    pusher.run(pushed)
+
+
+@pg_app.command("wal-fetch")
+def wal_fetch(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="%f: the WAL file name.")],
+    path: Annotated[str, typer.Argument(help="%p: where to write it.")],
+    system_id: Annotated[
+        str | None, typer.Option("--system-id", help="Cluster (default: from pg_control).")
+    ] = None,
+    pgdata: Annotated[str, typer.Option("--pgdata", "-D", help="Data directory.")] = ".",
+) -> None:
+    """restore_command: fetch one WAL file; exits non-zero when it is not archived."""
+    from safehold.sources.postgres.walarchive import fetch_wal
+    from safehold.sources.postgres.walnames import read_system_id
+
+    s = settings(ctx)
+    repo = s.open_repository(load_index=False)
+    data = fetch_wal(repo, system_id or read_system_id(pgdata), name)
+    full = path if os.path.isabs(path) else os.path.join(pgdata, path)
+    tmp = f"{full}.safehold-tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, full)
+
+
+@pg_app.command("restore")
+def restore(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str | None, typer.Argument(help="Base backup to use (default: chosen for the target).")
+    ] = None,
+    target_dir: Annotated[str, typer.Option("--target-dir", help="New data directory.")] = "",
+    to_time: Annotated[str | None, typer.Option("--to-time", help="Recover to this time.")] = None,
+    to_lsn: Annotated[str | None, typer.Option("--to-lsn", help="Recover to this LSN.")] = None,
+    to_xid: Annotated[int | None, typer.Option("--to-xid", help="Recover to this xid.")] = None,
+    to_name: Annotated[
+        str | None, typer.Option("--to-name", help="Recover to a restore point.")
+    ] = None,
+    to_latest: Annotated[
+        bool, typer.Option("--to-latest", help="Recover all WAL (default).")
+    ] = False,
+    exclusive: Annotated[
+        bool, typer.Option("--exclusive", help="Stop just before the target, not after it.")
+    ] = False,
+    system_id: Annotated[str | None, typer.Option("--system-id", help="Which cluster.")] = None,
+    timeline: Annotated[
+        str, typer.Option("--timeline", help="latest, current or a number.")
+    ] = "latest",
+    tablespace: Annotated[
+        list[str] | None, typer.Option("--tablespace-map", help="OLD=NEW tablespace location.")
+    ] = None,
+    no_archive: Annotated[
+        bool, typer.Option("--no-archive", help="Set archive_mode = off in the restored cluster.")
+    ] = False,
+    safehold_command: Annotated[
+        str | None,
+        typer.Option("--safehold-command", help="How the postgres user runs safehold."),
+    ] = None,
+    start: Annotated[bool, typer.Option("--start", help="Start it and wait for recovery.")] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port for the restored cluster.")
+    ] = None,
+    socket_host: Annotated[
+        str, typer.Option("--connect-host", help="Host (or socket dir) to check recovery on.")
+    ] = "localhost",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for recovery.")
+    ] = 3600,
+) -> None:
+    """Restore a base backup into --target-dir and set up recovery to the target."""
+    from safehold.sources.postgres.catalog import RecoveryTarget, choose_backup
+    from safehold.sources.postgres.recovery import (
+        RecoveryOptions,
+        restore_base,
+        restore_command_for,
+        start_and_wait,
+    )
+    from safehold.sources.postgres.status import pg_bin_dir, wal_gaps_after
+
+    s = settings(ctx)
+    if not target_dir:
+        raise InvalidArgument("--target-dir is required")
+    given = [t for t in (to_time, to_lsn, to_xid, to_name) if t is not None]
+    if len(given) + int(to_latest) > 1:
+        raise InvalidArgument(
+            "give at most one of --to-time, --to-lsn, --to-xid, --to-name, --to-latest"
+        )
+    if to_time is not None:  # one reading of the time for both the choice and PostgreSQL
+        from safehold.repo.snapshot import format_time, parse_time
+
+        to_time = format_time(parse_time(to_time))
+    target = RecoveryTarget(time=to_time, lsn=to_lsn, xid=to_xid, name=to_name)
+    repo = s.open_repository(lock="shared")
+    snap = choose_backup(repo.list_snapshots(), target, snapshot, system_id)
+    if target.kind == "latest":
+        gaps = wal_gaps_after(repo, snap)
+        if gaps:
+            raise InvalidArgument(
+                f"WAL segment {gaps[0]} is missing from the archive: recovery to the latest "
+                "point would stop silently before it; give --to-time/--to-lsn before the gap"
+            )
+    command = safehold_command or _default_safehold_command()
+    options = RecoveryOptions(
+        target_dir=target_dir,
+        target=target,
+        restore_command=restore_command_for(
+            command, s.location(), s.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
+        ),
+        timeline=str(snap.source.get("timeline")) if timeline == "current" else timeline,
+        tablespace_map=dict(t.split("=", 1) for t in tablespace or []),
+        archive=not no_archive,
+        port=port,
+        inclusive=not exclusive,
+    )
+    result = restore_base(repo, snap, options, ErrorPrinter(s.json))
+    if start:
+        conninfo = f"host={socket_host} port={port or 5432} dbname=postgres user=postgres"
+        start_and_wait(
+            result,
+            os.path.abspath(target_dir),
+            pg_bin_dir(int(snap.source.get("version", 0))),
+            conninfo,
+            timeout,
+            repo,
+        )
+    doc = {
+        "message_type": "summary",
+        "snapshot_id": snap.id,
+        "backup_type": snap.source.get("type"),
+        "backup_stop_time": snap.source.get("stop_time"),
+        "target": target.kind,
+        "target_value": getattr(target, target.kind, None) if target.kind != "latest" else None,
+        "target_dir": os.path.abspath(target_dir),
+        "files_restored": result.restore.files_restored,
+        "bytes_written": result.restore.bytes_written,
+        "restore_seconds": round(result.restore_seconds, 3),
+        "started": result.started,
+        "reached_time": result.reached_time,
+        "reached_lsn": result.reached_lsn,
+        "timeline": result.timeline,
+        "recovery_seconds": round(result.recovery_seconds, 3),
+    }
+    if s.json:
+        print_json(doc)
+    elif not s.quiet:
+        out().print(
+            f"restored base backup {snap.short_id} ({doc['backup_type']}, ended "
+            f"{doc['backup_stop_time']}) to {doc['target_dir']} in {doc['restore_seconds']}s"
+        )
+        if result.started:
+            out().print(
+                f"recovery done in {doc['recovery_seconds']}s: reached {result.reached_time} "
+                f"(LSN {result.reached_lsn}, timeline {result.timeline}); the cluster is running"
+            )
+
+
+def _default_safehold_command() -> str:
+    found = shutil.which("safehold")
+    return found or f"{shlex.quote(sys.executable)} -m safehold"
+
+
+@pg_app.command("dump")
+def dump(
+    ctx: typer.Context,
+    database: Annotated[
+        list[str] | None, typer.Option("--database", "-d", help="Only this database.")
+    ] = None,
+    dsn: DsnOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    user: UserOpt = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Extra tag.")] = None,
+) -> None:
+    """Logical backup: pg_dump -Fc of each database and the globals, in one snapshot."""
+    from safehold.sources.postgres.logical import run_dump
+
+    s = settings(ctx)
+    repo = s.open_repository(lock="shared")
+    result = run_dump(
+        repo,
+        _conninfo(dsn, host, port, user),
+        database,
+        tags=list(tag or []),
+        ensure_locked=s.ensure_locked,
+    )
+    if s.json:
+        print_json(
+            {
+                "message_type": "summary",
+                "snapshot_id": result.snapshot.id,
+                "files": result.databases,
+                "data_added": result.data_added,
+                "total_duration": round(result.duration, 3),
+            }
+        )
+    elif not s.quiet:
+        out().print(
+            f"dumped {len(result.databases) - 1} databases and the globals into snapshot "
+            f"{result.snapshot.short_id}: {human_size(sum(result.databases.values()))}, "
+            f"{human_size(result.data_added)} added, {result.duration:.2f}s"
+        )
+
+
+@pg_app.command("restore-dump")
+def restore_dump_cmd(
+    ctx: typer.Context,
+    database: Annotated[str, typer.Argument(help="The database to bring back.")],
+    snapshot: Annotated[str, typer.Option("--snapshot", help="Dump snapshot.")] = "latest",
+    new_name: Annotated[
+        str | None, typer.Option("--as", help="Name of the new database (default: the same).")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel pg_restore jobs.")] = 2,
+    globals_too: Annotated[
+        bool, typer.Option("--globals", help="Also create roles and tablespaces first.")
+    ] = False,
+    dsn: DsnOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Restore one database of a `pg dump` snapshot into a new database."""
+    from safehold.repo.snapshot import find_snapshot
+    from safehold.sources.postgres.logical import restore_dump
+
+    s = settings(ctx)
+    repo = s.open_repository(lock="shared")
+    dumps = [x for x in repo.list_snapshots() if x.source.get("kind") == "postgres-dump"]
+    snap = find_snapshot(dumps, snapshot)
+    name = restore_dump(
+        repo, snap, _conninfo(dsn, host, port, user), database, new_name, jobs, globals_too
+    )
+    if s.json:
+        print_json({"message_type": "summary", "snapshot_id": snap.id, "database": name})
+    elif not s.quiet:
+        out().print(f"restored {database} from snapshot {snap.short_id} as database {name}")
+
+
+@pg_app.command("status")
+def status(
+    ctx: typer.Context,
+    system_id: Annotated[str | None, typer.Option("--system-id", help="Only this cluster.")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Read every WAL file; unreadable ones are gaps.")
+    ] = False,
+) -> None:
+    """Per cluster: base backups, archived WAL, gaps, restorable windows, RPO exposure."""
+    from safehold.sources.postgres.status import all_statuses
+
+    s = settings(ctx)
+    repo = s.open_repository(load_index=False)
+    statuses = [c for c in all_statuses(repo, verify) if system_id in (None, c.system_id)]
+    if s.json:
+        print_json([c.to_dict() for c in statuses])
+        return
+    for c in statuses:
+        out().print(
+            f"cluster {c.system_id}: {len(c.backups)} base backups, {c.wal_files} WAL files "
+            f"({c.wal_first} .. {c.wal_last}), timelines {c.timelines}"
+        )
+        for b in c.backups:
+            out().print(
+                f"  backup {b['short_id']} {b['type']:4} {b['stop_time']} stop LSN {b['stop_lsn']}"
+            )
+        for name in c.corrupt:
+            out().print(f"  CORRUPT: {name} cannot be read")
+        for g in c.gaps:
+            out().print(
+                f"  GAP: {g['segments']} segments missing, {g['first_missing']} .. {g['last_missing']}"
+            )
+        for w in c.windows:
+            out().print(f"  restorable: {w['from']} .. {w['to']}")
+        if c.rpo_exposure_seconds is not None:
+            out().print(
+                f"  RPO exposure now: {c.rpo_exposure_seconds:.0f}s (newest WAL {c.newest_wal_time})"
+            )

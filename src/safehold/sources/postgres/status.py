@@ -1,0 +1,235 @@
+"""What a repository can restore for each cluster: backups, archived WAL, gaps, windows.
+
+A segment missing from the archive while later ones exist is a gap: recovery cannot pass
+it, so it splits the restorable window. Times inside WAL are read with pg_waldump (the
+commit records' timestamps) from the last segment before each gap and the newest one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from safehold.errors import SafeholdError
+from safehold.repo.repository import Repository
+from safehold.repo.snapshot import Snapshot, parse_time
+from safehold.sources import external
+from safehold.sources.postgres.catalog import backups_of, segment_size_of, start_segno
+from safehold.sources.postgres.walarchive import fetch_wal, list_system_ids, list_wal
+from safehold.sources.postgres.walnames import DEFAULT_SEGMENT_SIZE, WalName, segment_name
+
+__all__ = ["ClusterStatus", "cluster_status", "pg_bin_dir", "segment_runs", "wal_gaps_after"]
+
+COMMIT = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\S+)")
+LOOKBACK_SEGMENTS = 8
+
+
+@dataclass
+class ClusterStatus:
+    system_id: str
+    backups: list[dict[str, Any]] = field(default_factory=list)
+    wal_first: str | None = None
+    wal_last: str | None = None
+    wal_files: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    timelines: list[int] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    newest_wal_time: str | None = None
+    rpo_exposure_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def pg_bin_dir(version: int | None = None) -> str:
+    """Where the PostgreSQL programs of ``version`` are (Debian's layout first)."""
+    if version:
+        debian = f"/usr/lib/postgresql/{version // 10000}/bin"
+        if os.path.isdir(debian):
+            return debian
+    found = shutil.which("pg_ctl")
+    if found:
+        return os.path.dirname(found)
+    candidates = (
+        sorted(os.listdir("/usr/lib/postgresql")) if os.path.isdir("/usr/lib/postgresql") else []
+    )
+    return f"/usr/lib/postgresql/{candidates[-1]}/bin" if candidates else "/usr/bin"
+
+
+def _segments(files: list[WalName], seg_size: int) -> dict[int, WalName]:
+    """Archived full segments by number; of several timelines the highest wins."""
+    by_segno: dict[int, WalName] = {}
+    for w in files:
+        if w.kind == "segment":
+            seen = by_segno.get(w.segno(seg_size))
+            if seen is None or w.timeline > seen.timeline:
+                by_segno[w.segno(seg_size)] = w
+    return by_segno
+
+
+def segment_runs(segnos: list[int]) -> list[tuple[int, int]]:
+    """Contiguous runs ``(first, last)`` of sorted segment numbers."""
+    runs: list[tuple[int, int]] = []
+    for n in sorted(segnos):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
+def wal_gaps_after(repo: Repository, snap: Snapshot, verify: bool = False) -> list[str]:
+    """Names of segments missing between a backup's start and the newest archived segment.
+
+    With ``verify`` each segment is also read and decrypted; an unreadable one counts as
+    missing (recovery cannot use it either).
+    """
+    seg_size = segment_size_of(snap)
+    system_id = snap.source["system_id"]
+    by_segno = _segments(list(list_wal(repo.store, system_id)), seg_size)
+    first = start_segno(snap)
+    if verify:
+        _drop_unreadable(
+            repo, system_id, {n: w for n, w in by_segno.items() if n >= first}, by_segno
+        )
+    present = sorted(n for n in by_segno if n >= first)
+    missing: list[str] = []
+    expected, timeline = first, int(snap.source.get("timeline", 1))
+    for n in present:
+        missing += [segment_name(timeline, m, seg_size) for m in range(expected, n)]
+        expected, timeline = n + 1, by_segno[n].timeline
+    return missing
+
+
+def _drop_unreadable(
+    repo: Repository, system_id: str, check: dict[int, WalName], by_segno: dict[int, WalName]
+) -> list[str]:
+    bad = []
+    for n, w in sorted(check.items()):
+        try:
+            fetch_wal(repo, system_id, w.name)
+        except SafeholdError:
+            bad.append(w.name)
+            del by_segno[n]
+    return bad
+
+
+def last_commit_time(repo: Repository, system_id: str, name: str, pg_bin: str) -> datetime | None:
+    """The newest commit (or abort) time recorded in one archived segment."""
+    data = fetch_wal(repo, system_id, name)
+    with tempfile.TemporaryDirectory(prefix="safehold-waldump-") as tmp:
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(data)
+        proc = external.run(
+            [os.path.join(pg_bin, "pg_waldump"), "-p", tmp, "-r", "Transaction", name], check=False
+        )
+    newest = None
+    for m in COMMIT.finditer(proc.stdout.decode(errors="replace")):
+        stamp = datetime.fromisoformat(m.group(1)).replace(
+            tzinfo=UTC if m.group(2) == "UTC" else None
+        )
+        if stamp.tzinfo is None:
+            stamp = stamp.astimezone()
+        newest = stamp
+    return newest
+
+
+def _time_before(
+    repo: Repository,
+    system_id: str,
+    by_segno: dict[int, WalName],
+    last: int,
+    first: int,
+    pg_bin: str,
+) -> datetime | None:
+    for n in range(last, max(first, last - LOOKBACK_SEGMENTS) - 1, -1):
+        if n in by_segno:
+            try:
+                found = last_commit_time(repo, system_id, by_segno[n].name, pg_bin)
+            except SafeholdError:
+                continue  # unreadable: `status --verify` reports it
+            if found is not None:
+                return found
+    return None
+
+
+def cluster_status(
+    repo: Repository,
+    snapshots: list[Snapshot],
+    system_id: str,
+    now: datetime | None = None,
+    verify: bool = False,
+) -> ClusterStatus:
+    backups = backups_of(snapshots, system_id)
+    seg_size = segment_size_of(backups[-1]) if backups else DEFAULT_SEGMENT_SIZE
+    pg_bin = pg_bin_dir(int(backups[-1].source.get("version", 0)) if backups else None)
+    files = list(list_wal(repo.store, system_id))
+    by_segno = _segments(files, seg_size)
+    status = ClusterStatus(system_id, wal_files=len(files))
+    status.timelines = sorted({w.timeline for w in files})
+    if verify:
+        status.corrupt = _drop_unreadable(repo, system_id, dict(by_segno), by_segno)
+    for b in backups:
+        status.backups.append(
+            {
+                k: b.source.get(k)
+                for k in ("type", "timeline", "start_lsn", "stop_lsn", "start_time", "stop_time")
+            }
+            | {"snapshot": b.id, "short_id": b.short_id}
+        )
+    if by_segno:
+        status.wal_first = by_segno[min(by_segno)].name
+        status.wal_last = by_segno[max(by_segno)].name
+    runs = segment_runs(list(by_segno))
+    for (_, end), (nxt, _) in itertools.pairwise(runs):
+        status.gaps.append(
+            {
+                "first_missing": segment_name(by_segno[end].timeline, end + 1, seg_size),
+                "last_missing": segment_name(by_segno[end].timeline, nxt - 1, seg_size),
+                "segments": nxt - end - 1,
+            }
+        )
+    for first, last in runs:
+        usable = [
+            b for b in backups if first <= start_segno(b) <= last and parse_lsn_segno(b) <= last
+        ]
+        if not usable:
+            continue
+        earliest = min(parse_time(b.source["stop_time"]) for b in usable)
+        latest = _time_before(repo, system_id, by_segno, last, first, pg_bin)
+        status.windows.append(
+            {
+                "from": earliest.isoformat(),
+                "to": latest.isoformat() if latest else None,
+                "first_segment": by_segno[first].name,
+                "last_segment": by_segno[last].name,
+                "backups": [b.short_id for b in usable],
+            }
+        )
+    if by_segno:
+        newest = _time_before(repo, system_id, by_segno, max(by_segno), min(by_segno), pg_bin)
+        if newest is not None:
+            status.newest_wal_time = newest.isoformat()
+            status.rpo_exposure_seconds = round(
+                ((now or datetime.now(UTC)) - newest).total_seconds(), 1
+            )
+    return status
+
+
+def parse_lsn_segno(snap: Snapshot) -> int:
+    from safehold.sources.postgres.walnames import parse_lsn
+
+    return parse_lsn(snap.source["stop_lsn"]) // segment_size_of(snap)
+
+
+def all_statuses(repo: Repository, verify: bool = False) -> list[ClusterStatus]:
+    snapshots = repo.list_snapshots()
+    ids = set(list_system_ids(repo.store)) | {s.source["system_id"] for s in backups_of(snapshots)}
+    return [cluster_status(repo, snapshots, sid, verify=verify) for sid in sorted(ids)]
