@@ -52,6 +52,7 @@ class BackupStats:
     dirs_unmodified: int = 0
     total_files_processed: int = 0
     total_bytes_processed: int = 0
+    vanished: int = 0  # live mode: files gone between listing and reading, skipped
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -83,7 +84,11 @@ class Archiver:
         force: bool = False,
         parent_started_ns: int = 0,
         progress: Progress | None = None,
+        live: bool = False,
     ) -> None:
+        """``live``: the tree is a database's data directory inside its backup mode (as
+        pg_basebackup reads it): a file that changes while it is read is stored as read,
+        one that vanishes is skipped, since the database's log makes them consistent."""
         self._repo = repo
         self._saver = saver
         self._excluder = excluder
@@ -91,6 +96,7 @@ class Archiver:
         self._force = force
         self._parent_started_ns = parent_started_ns
         self._progress = progress or NullProgress()
+        self._live = live
         self._chunker = Chunker(repo.config)
         self._hardlinks: dict[tuple[int, int], list[bytes]] = {}
         self._root_devices: set[int] = set()
@@ -353,6 +359,8 @@ class Archiver:
         ``st`` is the lstat taken before opening: a file whose inode, size, mtime or
         ctime differ after the read was replaced or written to while it was read.
         """
+        if self._live:
+            return self._read_as_is(path)
         for _ in range(READ_ATTEMPTS):
             fd = _open_for_reading(path)
             try:
@@ -370,6 +378,15 @@ class Archiver:
                 return size, content
             st = after
         raise FileChangedError(f"file kept changing while it was read ({READ_ATTEMPTS} tries)")
+
+    def _read_as_is(self, path: bytes) -> tuple[int, list[bytes]]:
+        """Live mode: whatever the file holds from start to end of file, once."""
+        fd = _open_for_reading(path)
+        try:
+            with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
+                return self._save_content(f)
+        finally:
+            os.close(fd)
 
     def _save_small(self, fd: int, expected: int) -> tuple[int, list[bytes]]:
         """A file no larger than one chunk's maximum: one read, split in memory."""
@@ -391,6 +408,9 @@ class Archiver:
         self._progress.advance(1, size)
 
     def _error(self, path: bytes, message: str) -> None:
+        if self._live and not os.path.lexists(path):
+            self.stats.vanished += 1
+            return
         text = os.fsdecode(path)
         self.stats.errors.append((text, message))
         self._progress.error(text, message)

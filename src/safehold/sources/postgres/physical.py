@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from safehold import __version__
+from safehold.archive.backup import Archiver
 from safehold.archive.excludes import Excluder
 from safehold.archive.metadata import group_name, user_name
 from safehold.archive.progress import NullProgress, Progress
@@ -35,7 +36,7 @@ from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, format_time, now
 from safehold.sources.postgres.catalog import backups_of
-from safehold.sources.postgres.pgarchiver import LiveArchiver, TreeRecorder
+from safehold.sources.postgres.pgarchiver import TreeRecorder
 from safehold.sources.postgres.walnames import format_lsn, parse_lsn
 
 __all__ = [
@@ -160,13 +161,14 @@ def run_pg_backup(
         paths = [pgdata, *sorted(facts["tablespaces"].values())]
         with repo.writer(before_index=request.ensure_locked) as writer:
             recorder = TreeRecorder(writer)
-            archiver = LiveArchiver(
+            archiver = Archiver(
                 repo,
                 recorder,
                 Excluder(excludes_for(pgdata)),
                 force=request.type == "full",
                 progress=progress or NullProgress(),
                 parent_started_ns=_started_ns(parent),
+                live=True,  # files change and vanish under a running cluster: WAL fixes them
             )
             tree = archiver.backup_paths(
                 [os.fsencode(p) for p in paths], parent.tree if parent else None
