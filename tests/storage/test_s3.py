@@ -176,3 +176,30 @@ def test_wrong_credentials_in_the_cli_are_one_line_not_a_traceback(
     assert "Traceback" not in stderr
     assert "access denied" in stderr
     assert "check the credentials" in stderr
+
+
+def test_credentials_from_an_aws_profile(seaweedfs: S3Server, tmp_path: Path) -> None:
+    """~/.aws/credentials with AWS_PROFILE, no key in the environment (obstore alone would
+    not read the file): init creates the bucket, backup and snapshots work."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n"
+        f"[backup]\naws_access_key_id = {seaweedfs.access_key}\n"
+        f"aws_secret_access_key = {seaweedfs.secret_key}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEHOLD_", "AWS_"))}
+    env.update(
+        HOME=str(home),
+        AWS_PROFILE="backup",
+        SAFEHOLD_REPOSITORY=seaweedfs.location(f"profile-{uuid.uuid4().hex[:8]}", "repo"),
+        SAFEHOLD_PASSWORD=PASSWORD.decode(),
+    )
+    cli = CLI(tmp_path / "unused", env)
+    cli.init()
+    write(tmp_path / "data" / "f", b"from a profile")
+    cli.run("backup", tmp_path / "data", "-q")
+    assert b"1 snapshots" in cli.run("snapshots").stdout
+    env["AWS_PROFILE"] = "default"
+    proc = cli.run("snapshots", check=False)
+    assert proc.returncode == 1 and b"access denied" in proc.stderr

@@ -5,9 +5,10 @@ options every cloud store takes (cloud.py: ``timeout``, ``retries``, ``connectio
 Without ``endpoint``/``region`` in the query, ``AWS_ENDPOINT_URL`` and ``AWS_REGION``
 (then ``AWS_DEFAULT_REGION``, then us-east-1) apply; path-style addressing is the default
 when an endpoint is given (MinIO, SeaweedFS, Ceph), virtual-hosted style on AWS itself.
-Credentials come from the standard AWS sources (environment variables, the shared
-config/credentials files and ``AWS_PROFILE``, web identity, ECS and EC2 instance
-metadata), which obstore reads itself.
+Credentials come from the standard AWS sources: obstore reads the environment, web
+identity, ECS and EC2 instance metadata itself; the shared config/credentials files and
+``AWS_PROFILE`` it does not read, so when those files exist (and no key is in the
+environment) boto3's credential chain provides the credentials.
 
 obstore has no bucket administration; ``create`` and Object Lock use boto3 (DESIGN.md).
 """
@@ -116,9 +117,25 @@ class S3Store(ObstoreStore):
                 config=config,  # type: ignore[arg-type]
                 client_options=self.tuning.client_options(allow_http),
                 retry_config=NO_RETRIES,
+                credential_provider=self._profile_credentials(),
             )
         except (obs_errors.BaseError, ValueError) as exc:
             raise StoreError(f"cannot open {self.location}: {first_line(exc)}") from exc
+
+    def _profile_credentials(self) -> Any:
+        """boto3's credential chain when AWS profile files exist and nothing else is set."""
+        if self._credentials or os.environ.get("AWS_ACCESS_KEY_ID"):
+            return None
+        files = (
+            os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+            os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"),
+        )
+        if not any(os.path.exists(os.path.expanduser(f)) for f in files):
+            return None
+        import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
+
+        return Boto3CredentialProvider(boto3.Session())
 
     def put(self, key: str, data: bytes | memoryview, *, if_absent: bool = False) -> None:
         """As every store; in a bucket with Object Lock, AWS refuses a PUT without a checksum
