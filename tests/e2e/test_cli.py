@@ -526,7 +526,9 @@ def test_stats(cli: CLI, tmp_path: Path) -> None:
     assert one["snapshots_count"] == 1
     assert one["total_file_count"] == len(files)
     assert one["total_size"] == logical
-    assert one["total_stored_size"] == all_stats["total_stored_size"]
+    # the same data; only the trees of ancestor directories (e.g. /tmp, which other
+    # processes may touch between the two backups) can differ
+    assert 0 <= all_stats["total_stored_size"] - one["total_stored_size"] < 2048
     text = cli.run("stats", "latest").stdout.decode()
     assert "Snapshots:" in text and "Stored size:" in text
 
