@@ -565,3 +565,24 @@ def test_a_kept_incremental_keeps_its_chain() -> None:
     assert decided[incr1.id].reasons == (f"base of kept {incr2.short_id}",)
     assert decided[full.id].reasons == (f"base of kept {incr1.short_id}",)
     assert not decided[other.id].keep
+
+
+def test_keep_within_keeps_the_base_of_a_database_recovery_window() -> None:
+    """A PostgreSQL group with daily fulls: "within 3d" must reach back to 3 days before
+    the newest, which replays WAL from the full taken just before that moment."""
+    days = [snap(f"2024-01-0{d}T12:00:00Z", nr=d) for d in range(1, 8)]
+    for s in days:
+        s.source = {"kind": "postgres"}
+    decisions = apply_policy(days, Policy(within=parse_duration("3d")))
+    assert reasons(decisions) == {
+        "2024-01-07T12:00:00": ("within 3d",),
+        "2024-01-06T12:00:00": ("within 3d",),
+        "2024-01-05T12:00:00": ("within 3d",),
+        "2024-01-04T12:00:00": ("base of the 3d window",),  # exactly 3 days before
+        "2024-01-03T12:00:00": (),
+        "2024-01-02T12:00:00": (),
+        "2024-01-01T12:00:00": (),
+    }
+    for s in days:  # plain files: keep-within keeps exactly what it says
+        s.source = {}
+    assert len([d for d in apply_policy(days, Policy(within=parse_duration("3d"))) if d.keep]) == 3

@@ -218,6 +218,7 @@ def _bucketers() -> list[tuple[str, Callable[[datetime, int], object]]]:
 
 
 NEWEST_REASON = "newest snapshot (always kept)"
+PITR_KINDS = frozenset({"postgres", "mysql"})  # base backups that logs replay from
 
 
 def apply_policy(snapshots: Sequence[Snapshot], policy: Policy) -> list[Decision]:
@@ -259,7 +260,20 @@ def apply_policy(snapshots: Sequence[Snapshot], policy: Policy) -> list[Decision
         if nr == 0 and not reasons:
             reasons.append(NEWEST_REASON)
         decisions.append(Decision(snapshot, bool(reasons), tuple(reasons)))
+    if cutoff is not None:
+        _keep_window_base(decisions, cutoff, str(policy.within))
     return decisions
+
+
+def _keep_window_base(decisions: list[Decision], cutoff: datetime, within: str) -> None:
+    """For a database with archived logs, "within 30d" means: recoverable to any moment of
+    the last 30 days. A moment just after the cutoff replays logs from the last base backup
+    before it, so that one is kept too (the newest backup at or before the cutoff)."""
+    for i, d in enumerate(decisions):  # newest first
+        if d.snapshot.datetime <= cutoff and d.snapshot.source.get("kind") in PITR_KINDS:
+            if not d.keep:
+                decisions[i] = Decision(d.snapshot, True, (f"base of the {within} window",))
+            return
 
 
 def keep_bases(results: list[GroupResult]) -> None:
