@@ -123,3 +123,9 @@ class IndexNeedsRepair(SafeholdError):
 
 class ReplicaMismatch(SafeholdError):
     """{0} is not a replica of {1}: {2}; refusing to replicate into it"""
+
+
+class LogConflict(SafeholdError):
+    """{0} is already archived with different content; refusing to overwrite it"""
+
+    exit_code = 2

@@ -19,6 +19,7 @@ from safehold.errors import (
     AlreadyExists,
     CorruptObject,
     InvalidArgument,
+    LogConflict,
     NotARepository,
     NotFound,
     RepositoryExists,
@@ -143,6 +144,31 @@ class Repository:
             if self.cache is not None and cached:
                 self.cache.put(kind, object_id, sealed)
         return decompress(self.key.open(sealed, name), None, name)
+
+    # ---- database log files (WAL, binlogs): one sealed object each, named by the database
+
+    def put_log_file(self, key: str, data: bytes) -> bool:
+        """Store a log file once; False if the same bytes were already there.
+
+        Raises ``LogConflict`` if the name holds other bytes: a log is never overwritten,
+        and two clusters or servers writing one name is an error an operator must see.
+        """
+        try:
+            self.store.put(key, self.key.seal(compress(data, JSON_COMPRESSION)), if_absent=True)
+            return True
+        except AlreadyExists:
+            pass
+        try:
+            existing = self.get_log_file(key)
+        except CorruptObject:
+            raise LogConflict(key) from None
+        if existing != data:
+            raise LogConflict(key)
+        return False
+
+    def get_log_file(self, key: str) -> bytes:
+        """A log file's bytes (``NotFound`` if absent, ``CorruptObject`` if damaged)."""
+        return decompress(self.key.open(self.store.get(key), key), None, key)
 
     def _ids(self, kind: str) -> list[str]:
         ids = [info.key.removeprefix(f"{kind}/") for info in self.store.list(f"{kind}/")]

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from safehold.errors import AlreadyExists, CorruptObject, InvalidArgument, NotFound, SafeholdError
-from safehold.repo.compression import compress, decompress
+from safehold.errors import CorruptObject, InvalidArgument, LogConflict, NotFound, SafeholdError
 from safehold.repo.repository import Repository
 from safehold.sources.mysql.client import MysqlConn, MysqlError
 from safehold.storage.base import ObjectStore
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 PREFIX = "binlog/"
-COMPRESSION = 3
 MAGIC = b"\xfebin"
 HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server id, event size, next pos, flags
 QUERY_EVENT, XID_EVENT = 2, 16  # the events that end a transaction (or are DDL)
@@ -81,26 +79,17 @@ def push_binlog(repo: Repository, instance: str, name: str, data: bytes) -> bool
     """Archive one closed binlog; False when the same content was already there."""
     key = binlog_key(instance, name)
     try:
-        repo.store.put(key, repo.key.seal(compress(data, COMPRESSION)), if_absent=True)
-        return True
-    except AlreadyExists:
-        pass
-    try:
-        existing = fetch_binlog(repo, instance, name)
-    except CorruptObject:
+        return repo.put_log_file(key, data)
+    except LogConflict:
         raise BinlogConflict(key) from None
-    if existing != data:
-        raise BinlogConflict(key)
-    return False
 
 
 def fetch_binlog(repo: Repository, instance: str, name: str) -> bytes:
     key = binlog_key(instance, name)
     try:
-        sealed = repo.store.get(key)
+        return repo.get_log_file(key)
     except NotFound:
         raise BinlogMissing(key) from None
-    return decompress(repo.key.open(sealed, key), None, key)
 
 
 def list_instances(store: ObjectStore) -> list[str]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from safehold.errors import AlreadyExists, CorruptObject, NotFound, SafeholdError
-from safehold.repo.compression import compress, decompress
+from safehold.errors import CorruptObject, LogConflict, NotFound, SafeholdError
 from safehold.repo.repository import Repository
 from safehold.sources.postgres.walnames import WalName, parse_wal_name
 from safehold.storage.base import ObjectStore
@@ -27,7 +26,6 @@ __all__ = [
 ]
 
 PREFIX = "wal/"
-WAL_COMPRESSION = 3
 
 
 class WalConflict(SafeholdError):
@@ -52,26 +50,17 @@ def push_wal(repo: Repository, system_id: str, name: str, data: bytes) -> bool:
     """Archive one WAL file; False when the same content was already there."""
     key = wal_key(system_id, name)
     try:
-        repo.store.put(key, repo.key.seal(compress(data, WAL_COMPRESSION)), if_absent=True)
-        return True
-    except AlreadyExists:
-        pass
-    try:
-        existing = fetch_wal(repo, system_id, name)
-    except CorruptObject:
+        return repo.put_log_file(key, data)
+    except LogConflict:
         raise WalConflict(key) from None
-    if existing != data:
-        raise WalConflict(key)
-    return False
 
 
 def fetch_wal(repo: Repository, system_id: str, name: str) -> bytes:
     key = wal_key(system_id, name)
     try:
-        sealed = repo.store.get(key)
+        return repo.get_log_file(key)
     except NotFound:
         raise WalMissing(key) from None
-    return decompress(repo.key.open(sealed, key), None, key)
 
 
 def list_system_ids(store: ObjectStore) -> list[str]:
