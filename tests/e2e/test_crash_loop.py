@@ -18,13 +18,16 @@ from pathlib import Path
 
 from safehold.ops.check import check
 from safehold.repo.repository import Repository
-from safehold.storage import LocalStore
+from safehold.storage import LocalStore, ObjectStore
+from safehold.storage.s3 import S3Store
 from tests.archive.helpers import restore
 from tests.conftest import CHEAP_KDF, CLI, PASSWORD, SAFEHOLD
 from tests.e2e.test_cli import restored, tree_state
+from tests.servers import S3Server
 
 SEED = 20261126
 ROUNDS = 20  # of each: backups killed, prunes killed
+S3_ROUNDS = 5
 PACK_SIZE = 96 * 1024  # many small packs: a kill lands between two of them
 FILES = 40
 
@@ -64,10 +67,13 @@ def _snapshot_ids(cli: CLI) -> list[str]:
 
 
 def _verify(
-    cli: CLI, expected: dict[str, dict[str, tuple[object, ...]]], data: Path, work: Path
+    store: ObjectStore,
+    expected: dict[str, dict[str, tuple[object, ...]]],
+    data: Path,
+    work: Path,
 ) -> None:
     """check passes and every snapshot restores as taken (in-process: no start-up cost)."""
-    repo = Repository.open(LocalStore(cli.repo), PASSWORD)
+    repo = Repository.open(store, PASSWORD)
     result = check(repo)
     assert result.ok, result.errors
     assert all("unreferenced pack" in w.message for w in result.warnings), result.warnings
@@ -78,10 +84,11 @@ def _verify(
         shutil.rmtree(target)
 
 
-def test_crash_loop(cli: CLI, tmp_path: Path) -> None:
-    rng = random.Random(SEED)
-    Repository.init(LocalStore(cli.repo), PASSWORD, CHEAP_KDF, pack_size=PACK_SIZE)
-    data = tmp_path / "data"
+def crash_rounds(cli: CLI, store: ObjectStore, rounds: int, seed: int, work: Path) -> None:
+    """``rounds`` killed backups and ``rounds`` killed prunes, verified after each."""
+    rng = random.Random(seed)
+    Repository.init(store, PASSWORD, CHEAP_KDF, pack_size=PACK_SIZE)
+    data = work / "data"
     data.mkdir()
     for i in range(FILES):
         (data / f"f{i:03}").write_bytes(rng.randbytes(rng.randint(0, 150_000)))
@@ -102,10 +109,10 @@ def test_crash_loop(cli: CLI, tmp_path: Path) -> None:
 
     backup(kill=False)
     kills = {"backup": 0, "prune": 0}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         _mutate(rng, data)
         kills["backup"] += backup(kill=True)
-        _verify(cli, expected, data, tmp_path / "restore")
+        _verify(store, expected, data, work / "restore")
 
         _mutate(rng, data)
         backup(kill=False)
@@ -113,14 +120,27 @@ def test_crash_loop(cli: CLI, tmp_path: Path) -> None:
         # planning is most of a prune's time; the deletions follow it
         window = 1.5 * _timed(cli, "prune", "--dry-run", "--max-unused", "0")
         kills["prune"] += _run_killed(cli, rng, window, "prune", "--max-unused", "0")
-        _verify(cli, expected, data, tmp_path / "restore")
+        _verify(store, expected, data, work / "restore")
 
     # most kills must land before the process is done, or the test proves little
-    assert kills["backup"] >= ROUNDS * 0.5 and kills["prune"] >= ROUNDS * 0.4, kills
+    assert kills["backup"] >= rounds * 0.5 and kills["prune"] >= rounds * 0.4, kills
     cli.run("prune", "--max-unused", "0")  # the next prune finishes every job left
     doc = json.loads(cli.run("--json", "check", "--read-data").stdout)
     assert doc["ok"] and doc["warnings"] == [], doc
-    _verify(cli, expected, data, tmp_path / "restore")
-    assert not any(cli.repo.glob("locks/*")) or all(
-        lock["stale"] for lock in json.loads(cli.run("--json", "locks").stdout)
+    _verify(store, expected, data, work / "restore")
+    assert all(lock["stale"] for lock in json.loads(cli.run("--json", "locks").stdout))
+
+
+def test_crash_loop(cli: CLI, tmp_path: Path) -> None:
+    crash_rounds(cli, LocalStore(cli.repo), ROUNDS, SEED, tmp_path)
+
+
+def test_crash_loop_on_s3(cli: CLI, seaweedfs: S3Server, tmp_path: Path) -> None:
+    """The same on an object store: uploads and deletes cut by SIGKILL mid-request."""
+    location = seaweedfs.location(f"crash-{SEED}", "repo")
+    cli.env.update(seaweedfs.env(), SAFEHOLD_REPOSITORY=location)
+    store = S3Store(
+        location, access_key_id=seaweedfs.access_key, secret_access_key=seaweedfs.secret_key
     )
+    store.create()
+    crash_rounds(cli, store, S3_ROUNDS, SEED + 1, tmp_path)
