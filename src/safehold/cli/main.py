@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "prune": "prune_cmd",
     "locks": "lock_cmd",
     "unlock": "lock_cmd",
+    "plan": "plan_cmd",
 }
 GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock", "--connections"}
 

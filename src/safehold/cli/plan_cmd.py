@@ -1,0 +1,143 @@
+"""``plan``: validate safehold.toml and show what will run when, and where each value came from."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from safehold.cli.app import app, settings
+from safehold.cli.output import out, print_json
+from safehold.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from safehold.dr.plan import Plan, PlannedSchedule, Setting
+
+__all__ = ["plan", "render_plan"]
+
+DEFAULT_COUNT = 3
+
+
+@app.command("plan")
+def plan(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="The policy file (env SAFEHOLD_CONFIG)."),
+    ] = None,
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=1, max=1000, help="Next run times per schedule.")
+    ] = DEFAULT_COUNT,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", metavar="TIME", help="Plan as if it were TIME (ISO 8601)."),
+    ] = None,
+) -> None:
+    """Validate the policy file and print, per service and source, its schedules with their
+    next run times, its retention and objectives, each with where it came from.
+
+    Exits 1 with one line per problem (file:line: key: what was expected) when the policy
+    is not valid.
+    """
+    from safehold.dr.load import CONFIG_ENV, PolicyError, load_policy
+    from safehold.dr.plan import build_plan, plan_document
+
+    s = settings(ctx)
+    path = config or os.environ.get(CONFIG_ENV)
+    if not path:
+        raise InvalidArgument(f"no policy file given: use --config or {CONFIG_ENV}")
+    moment = _parse_now(now)
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        sys.stderr.flush()
+        raise typer.Exit(1) from None
+    result = build_plan(policy, moment, count)
+    if s.json:
+        print_json({**plan_document(result), "config": path})
+    else:
+        out().print(render_plan(result, path), markup=False, end="")
+
+
+def _parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid --now {text!r}: use ISO 8601, e.g. 2026-11-26T15:00Z"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- text -------------------------------------------------------------------------------
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
+
+
+def _settings(values: dict[str, Setting]) -> str:
+    return ", ".join(f"{key} {v.text()} [{v.origin}]" for key, v in values.items()) or "none"
+
+
+def _schedule_lines(item: PlannedSchedule, indent: str, width: int) -> list[str]:
+    import shlex
+
+    origin = f"[{item.origin}]"
+    head = f"{indent}{item.name:<{width}}  {item.spec:<14} {origin:<20}"
+    if item.next:
+        head += " next " + ", ".join(_when(t) for t in item.next)
+    lines = [head.rstrip()]
+    if item.argv is not None:
+        lines.append(f"{indent}{'':<{width}}  runs: safehold {shlex.join(item.argv)}")
+    if item.note is not None:
+        lines.append(f"{indent}{'':<{width}}  {item.note}")
+    return lines
+
+
+def _count(items: Sequence[object], one: str, many: str | None = None) -> str:
+    return f"{len(items)} {one if len(items) == 1 else many or one + 's'}"
+
+
+def render_plan(plan: Plan, path: str) -> str:
+    """The plan as text: repositories, then services and their sources, then the daemon."""
+    lines = [
+        f"policy {path}: {_count(plan.services, 'service')},"
+        f" {_count(plan.repositories, 'repository', 'repositories')};"
+        f" times in {plan.timezone}, from {_when(plan.now)}",
+        "[brackets]: where each value came from",
+    ]
+    for repo in plan.repositories:
+        kind, value = repo.password_source
+        lines += ["", f"repository {repo.name}: {repo.location} (password from {kind} {value})"]
+        for location, replica in repo.replicas:
+            lines.append(f"  replica {location}")
+            lines += _schedule_lines(replica, "    ", 9)
+        lines += _schedule_lines(repo.check, "  ", 9)
+        lines += _schedule_lines(repo.retention, "  ", 9)
+    for service in plan.services:
+        lines += [
+            "",
+            f"service {service.name}: repository {service.repository.value}"
+            f" [{service.repository.origin}]",
+            f"  retention   {_settings(service.retention)}",
+            f"  objectives  {_settings(service.objectives)}",
+        ]
+        for source in service.sources:
+            lines.append(f"  source {source.name} ({source.kind})")
+            lines.append(f"    options  {_settings(source.options)}")
+            width = max(len(x.name) for x in source.schedules) if source.schedules else 0
+            for item in source.schedules:
+                lines += _schedule_lines(item, "    ", width)
+            if not source.schedules:
+                lines.append("    no schedule: every schedule is off")
+    lines += ["", f"daemon: {_settings(plan.daemon)}", ""]
+    return "\n".join(lines)
