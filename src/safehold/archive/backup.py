@@ -26,7 +26,7 @@ from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
 from safehold.repo.writer import BlobSaver
 
-__all__ = ["Archiver", "BackupStats", "normalize_paths"]
+__all__ = ["Archiver", "BackupStats", "normalize_paths", "own_node"]
 
 READ_ATTEMPTS = 3
 RACY_WINDOW_NS = 2_000_000_000  # timestamps in whole seconds or milliseconds (FAT, some NFS)
@@ -134,12 +134,12 @@ class Archiver:
         """Save one stream as a file at ``path`` (absolute) and return the root tree id."""
         parts = [p for p in path.split(b"/") if p]
         size, content = self._save_content(stream)
-        node = _own_node(parts[-1], "file", 0o600, size=size, content=content)
+        node = own_node(parts[-1], "file", 0o600, size=size, content=content)
         self.stats.files_new += 1
         self._count_file(size)
         for name in reversed(parts[:-1]):
             subtree = self._save_tree([node_doc(node)])
-            node = _own_node(name, "dir", 0o755, subtree=subtree)
+            node = own_node(name, "dir", 0o755, subtree=subtree)
         return self._save_tree([node_doc(node)])
 
     # ---- trees ------------------------------------------------------------------------
@@ -468,7 +468,7 @@ def count_totals(paths: list[bytes], excluder: Excluder, stop: threading.Event) 
                     continue
 
 
-def _own_node(name: bytes, kind: str, mode: int, **fields: Any) -> Node:
+def own_node(name: bytes, kind: str, mode: int, **fields: Any) -> Node:
     """A node for an entry that has no file of its own (a stream, its parent dirs)."""
     uid, gid, now_ns = os.getuid(), os.getgid(), time.time_ns()
     return Node(

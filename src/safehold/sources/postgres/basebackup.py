@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from psycopg.conninfo import conninfo_to_dict
 
 from safehold import __version__
-from safehold.archive.backup import BackupStats
+from safehold.archive.backup import BackupStats, own_node
 from safehold.archive.browse import dump_file, find_node
 from safehold.archive.chunker import Chunker
 from safehold.archive.metadata import user_name
@@ -34,7 +34,6 @@ from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, format_time, now
 from safehold.sources import external
-from safehold.sources.postgres.logical import own_node
 from safehold.sources.postgres.physical import TAG, PostgresError, connect, query_one
 from safehold.sources.postgres.status import pg_bin_dir
 from safehold.sources.postgres.walarchive import fetch_wal, list_wal

@@ -13,15 +13,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from safehold import __version__
+from safehold.archive.backup import own_node
 from safehold.archive.browse import dump_file, find_node
 from safehold.archive.chunker import Chunker
-from safehold.archive.metadata import group_name, user_name
-from safehold.archive.tree import Node, doc_name, encode_docs, node_doc
+from safehold.archive.metadata import user_name
+from safehold.archive.tree import doc_name, encode_docs, node_doc
 from safehold.errors import InvalidArgument
 from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
@@ -30,7 +30,7 @@ from safehold.sources import external
 from safehold.sources.postgres.physical import connect, query_one
 from safehold.sources.postgres.status import pg_bin_dir
 
-__all__ = ["DUMP_DIR", "DumpResult", "own_node", "restore_dump", "run_dump"]
+__all__ = ["DUMP_DIR", "DumpResult", "restore_dump", "run_dump"]
 
 DUMP_DIR = "pg-dump"
 TAG = "pg-dump"
@@ -184,19 +184,3 @@ def restore_dump(
             ]
         )
     return target
-
-
-def own_node(name: bytes, kind: str, mode: int, **fields: Any) -> Node:
-    uid, gid, now_ns = os.getuid(), os.getgid(), time.time_ns()
-    return Node(
-        name=name,
-        type=kind,
-        mode=mode,
-        uid=uid,
-        gid=gid,
-        user=user_name(uid),
-        group=group_name(gid),
-        mtime_ns=now_ns,
-        ctime_ns=now_ns,
-        **fields,
-    )
