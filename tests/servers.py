@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -91,6 +92,24 @@ def azurite_binary() -> Path:
             "Azurite is missing: npm install -g azurite (scripts/test.sh does it as root)"
         )
     return Path(found)
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+@contextmanager
+def service_user_dir(user: str, prefix: str, keep_env: str) -> Iterator[Path]:
+    """A temporary directory that ``user`` (postgres, mysql) owns and can reach; removed
+    afterwards unless ``keep_env`` is set (to keep a failed run's logs)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    shutil.chown(path, user, user)
+    try:
+        yield path
+    finally:
+        if not os.environ.get(keep_env):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager

@@ -8,17 +8,15 @@ do through unix_socket authentication.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.servers import free_port, service_user_dir
 
 READY_DEADLINE = 30.0
 PROGRAMS = (
@@ -35,22 +33,8 @@ def missing_programs() -> list[str]:
     return [p for p in PROGRAMS if shutil.which(p) is None and not Path(f"/usr/sbin/{p}").exists()]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def mysql_dir(prefix: str = "safehold-mysql-") -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    path.chmod(0o755)
-    shutil.chown(path, "mysql", "mysql")
-    try:
-        yield path
-    finally:
-        if not os.environ.get("SAFEHOLD_KEEP_MYSQL"):
-            shutil.rmtree(path, ignore_errors=True)
+def mysql_dir(prefix: str = "safehold-mysql-") -> AbstractContextManager[Path]:
+    return service_user_dir("mysql", prefix, "SAFEHOLD_KEEP_MYSQL")
 
 
 def _mysql_owned(path: Path) -> Path:

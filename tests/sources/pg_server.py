@@ -9,20 +9,18 @@ pg_amcheck) connect as the postgres database user over the cluster's Unix socket
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from tests.servers import free_port, service_user_dir
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 READY_DEADLINE = 30.0
@@ -42,23 +40,8 @@ def runuser(
     return proc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def postgres_dir(prefix: str = "safehold-pg-") -> Iterator[Path]:
-    """A directory postgres owns and can reach; removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    path.chmod(0o755)
-    shutil.chown(path, "postgres", "postgres")
-    try:
-        yield path
-    finally:
-        if not os.environ.get("SAFEHOLD_KEEP_PG"):  # keep logs to debug a failure
-            shutil.rmtree(path, ignore_errors=True)
+def postgres_dir(prefix: str = "safehold-pg-") -> AbstractContextManager[Path]:
+    return service_user_dir("postgres", prefix, "SAFEHOLD_KEEP_PG")
 
 
 def write_safehold_wrapper(path: Path, module: str = "safehold") -> Path:
