@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from safehold.dr.fields import (
+    OFF,
+    AbsolutePath,
     CronOrOff,
     Interval,
     Name,
@@ -33,6 +35,7 @@ __all__ = [
     "AFTER_BACKUP",
     "BUILTIN_OBJECTIVES",
     "BUILTIN_RETENTION",
+    "AlertSettings",
     "CheckSettings",
     "DaemonSettings",
     "Defaults",
@@ -43,6 +46,7 @@ __all__ = [
     "Retention",
     "RetentionSettings",
     "Service",
+    "Webhook",
 ]
 
 AFTER_BACKUP = "after-backup"
@@ -268,12 +272,57 @@ def _timezone(value: Any) -> str:
     return value
 
 
+def _listen(value: Any) -> str:
+    if value == OFF:
+        return OFF
+    if not isinstance(value, str) or value.rpartition(":")[0] == "":
+        raise fail("listen", "expected HOST:PORT such as '127.0.0.1:9464', or 'off'")
+    port = value.rpartition(":")[2]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise fail("listen", f"invalid port in {value!r}: expected 1 to 65535")
+    return value
+
+
+class Webhook(PolicyModel):
+    """An HTTP(S) endpoint that receives each alert as a JSON POST. A URL that carries a
+    token belongs in ``url_file`` or ``url_env``, not in the policy."""
+
+    url: Text | None = None
+    url_file: AbsolutePath | None = None
+    url_env: Annotated[str, BeforeValidator(_env_name)] | None = None
+    timeout: PositiveInterval = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Webhook:
+        given = [k for k in ("url", "url_file", "url_env") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = f"got {' and '.join(given)}" if given else "got none"
+            raise fail("url_source", f"give exactly one of url, url_file, url_env ({found})")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise fail("url", f"expected an http:// or https:// URL, got {self.url!r}")
+        return self
+
+
+class AlertSettings(PolicyModel):
+    """Where alerts go: webhooks, and apprise's own configuration file (email, chat...),
+    which keeps the credentials of those services out of the policy."""
+
+    webhooks: list[Webhook] = Field(default_factory=list)
+    apprise_config: AbsolutePath | None = None
+
+
 class DaemonSettings(PolicyModel):
     concurrency: Annotated[int, Field(ge=1)] = 2
     jitter: Interval = timedelta(0)
     timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"
+    state_dir: AbsolutePath | None = None  # job history, alert state; see service/paths.py
+    metrics: Annotated[str, BeforeValidator(_listen)] = "127.0.0.1:9464"
+    status_interval: PositiveInterval = timedelta(minutes=1)
+    retries: Annotated[int, Field(ge=0)] = 3
+    retry_delay: PositiveInterval = timedelta(minutes=1)
     check: CheckSettings = CheckSettings()
     retention: RetentionSettings = RetentionSettings()
+    alerts: AlertSettings = AlertSettings()
 
 
 # -- the whole file ---------------------------------------------------------------------
