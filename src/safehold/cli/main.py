@@ -45,6 +45,9 @@ COMMAND_MODULES = {
     "locks": "lock_cmd",
     "unlock": "lock_cmd",
     "plan": "plan_cmd",
+    "status": "status_cmd",
+    "daemon": "daemon_cmd",
+    "jobs": "daemon_cmd",
 }
 GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock", "--connections"}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 if TYPE_CHECKING:
     from safehold.dr.policy import Policy
 
-__all__ = ["ALIASES", "JobId", "cron_error", "cron_times", "next_runs"]
+__all__ = ["ALIASES", "JobId", "cron_error", "cron_previous", "cron_times", "next_runs", "scheduled_jobs"]
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
 _PROBE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -92,6 +92,15 @@ def cron_times(expression: str, after: datetime, count: int, tz: str = "UTC") ->
         raise ValueError("cron_times needs a time-zone-aware datetime")
     it = _iterator(expression, after.astimezone(ZoneInfo(tz)))
     return [it.get_next(datetime) for _ in range(count)]
+
+
+def cron_previous(expression: str, at: datetime, tz: str = "UTC") -> datetime:
+    """The newest time at which ``expression`` fires at or before ``at`` (the slot a daemon
+    that was down at that moment has missed)."""
+    if at.tzinfo is None:
+        raise ValueError("cron_previous needs a time-zone-aware datetime")
+    nudged = at.astimezone(ZoneInfo(tz)) + timedelta(microseconds=1)
+    return _iterator(expression, nudged).get_prev(datetime)
 
 
 @dataclass(frozen=True, order=True)

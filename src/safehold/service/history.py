@@ -226,6 +226,12 @@ class JobHistory:
         ).fetchall()
         return [_run(row) for row in rows]
 
+    def get(self, run_id: int) -> JobRun:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        return _run(row)
+
     def last(self, job: str, outcomes: tuple[str, ...] | None = None) -> JobRun | None:
         """The newest run of ``job`` (with one of ``outcomes``, when given)."""
         sql = "SELECT * FROM runs WHERE job = ?"
@@ -236,10 +242,14 @@ class JobHistory:
         row = self._db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _run(row) if row else None
 
-    def last_slot(self, job: str) -> datetime | None:
-        """The newest nominal slot any run of ``job`` was started for (the catch-up mark)."""
+    def last_done_slot(self, job: str, retries: int) -> datetime | None:
+        """The newest slot of ``job`` that is settled: a run succeeded, or failed on its last
+        attempt. A slot whose run was interrupted, cancelled or still had retries left when
+        the daemon stopped is not settled, and is caught up."""
         row = self._db.execute(
-            "SELECT MAX(scheduled_for) FROM runs WHERE job = ?", (job,)
+            "SELECT MAX(scheduled_for) FROM runs WHERE job = ? AND (outcome IN"
+            " ('success', 'partial') OR (outcome = 'failed' AND attempt > ?))",
+            (job, retries),
         ).fetchone()
         return _time(row[0]) if row else None
 

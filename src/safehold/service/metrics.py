@@ -1,0 +1,319 @@
+"""The daemon's Prometheus metrics, computed from its live state at each scrape.
+
+A custom collector reads the job history, the latest protection status and the archivers'
+states when Prometheus asks, so no gauge can be left behind holding an old value (a job
+removed from the policy, a source whose status is no longer known). The server runs on
+its own registry, so nothing else in the process leaks into /metrics.
+
+A source that was never backed up has no RPO exposure: its exposure sample is left out
+(never a fake 0) and ``safehold_source_within_objective`` is 0. docs/daemon.md lists
+every metric.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from safehold.dr.jobs import archiver_jobs, replica_after_backup
+from safehold.dr.policy import Policy
+from safehold.dr.schedule import JobId, scheduled_jobs
+from safehold.dr.status import ProtectionStatus
+from safehold.service.history import OUTCOMES, JobHistory, JobRun
+
+__all__ = [
+    "JOB_LABELS",
+    "ArchiverState",
+    "DaemonView",
+    "MetricsServer",
+    "SafeholdCollector",
+    "parse_listen",
+    "policy_jobs",
+    "serve_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+JOB_LABELS: Final = ("job_name", "action", "target", "service", "source", "schedule")
+"""``job_name``, not ``job``: Prometheus gives every scraped sample a ``job`` label of its
+own (the scrape job) and would rename ours to ``exported_job``."""
+
+_FINAL = tuple(outcome for outcome in OUTCOMES if outcome != "running")
+_GOOD = ("success", "partial")  # a snapshot was made (history.failures_since_success agrees)
+
+
+@dataclass(frozen=True)
+class ArchiverState:
+    """A continuous log archiver as the daemon's supervisor sees it."""
+
+    up: bool
+    restarts: int
+    since: datetime  # when it entered its current state (started, or died)
+
+
+@dataclass
+class DaemonView:
+    """What the metrics read; the daemon fills it in once and updates nothing here:
+    ``status`` and ``archivers`` are called at each scrape (from the server's thread)."""
+
+    policy: Policy
+    history: JobHistory
+    started: datetime
+    status: Callable[[], ProtectionStatus | None]
+    archivers: Callable[[], Mapping[str, ArchiverState]]  # str(JobId) → state
+
+
+def policy_jobs(policy: Policy) -> list[JobId]:
+    """Every job the daemon runs for ``policy``: scheduled, continuous and after-backup."""
+    jobs = {job for job, _cron in scheduled_jobs(policy)}
+    jobs.update(archiver_jobs(policy))
+    for repo in policy.repositories:
+        jobs.update(JobId("replicate", repo, loc) for loc in replica_after_backup(policy, repo))
+    return sorted(jobs)
+
+
+def _job_labels(job: JobId) -> list[str]:
+    service, source = "", ""
+    if job.action == "backup":
+        service, _, source = job.target.partition("/")
+    return [str(job), job.action, job.target, service, source, job.schedule]
+
+
+def _seconds(moment: datetime) -> float:
+    return moment.astimezone(UTC).timestamp()
+
+
+class SafeholdCollector(Collector):
+    """Yields every safehold metric from ``view`` at each ``collect``."""
+
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._daemon()
+        yield from self._jobs()
+        yield from self._archivers()
+        try:
+            status = self.view.status()
+        except Exception:  # a broken status must not take the job metrics down with it
+            log.exception("metrics: the protection status could not be read")
+            status = None
+        if status is not None:
+            yield from _status_metrics(status)
+
+    def _daemon(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("safehold_daemon_up", "1 while the daemon serves metrics.")
+        up.add_metric([], 1)
+        start = GaugeMetricFamily(
+            "safehold_daemon_start_time_seconds", "When the daemon started (Unix time)."
+        )
+        start.add_metric([], _seconds(self.view.started))
+        return iter((up, start))
+
+    def _jobs(self) -> Iterator[Metric]:
+        success = _gauge(
+            "safehold_job_last_success_timestamp_seconds",
+            "End of the last run that made its snapshot (success or partial).",
+            JOB_LABELS,
+        )
+        ended = _gauge(
+            "safehold_job_last_run_timestamp_seconds",
+            "End of the last finished run, whatever its outcome.",
+            JOB_LABELS,
+        )
+        ok = _gauge(
+            "safehold_job_last_run_success",
+            "1 if the last finished run succeeded (success or partial), else 0.",
+            JOB_LABELS,
+        )
+        duration = _gauge(
+            "safehold_job_last_run_duration_seconds",
+            "Duration of the last finished run.",
+            JOB_LABELS,
+        )
+        added = _gauge(
+            "safehold_job_last_run_added_bytes",
+            "Bytes the last finished run added to the repository.",
+            JOB_LABELS,
+        )
+        runs = CounterMetricFamily(
+            "safehold_job_runs", "Finished runs by outcome.", labels=(*JOB_LABELS, "outcome")
+        )
+        counts = self.view.history.counts()
+        for job in policy_jobs(self.view.policy):
+            labels = _job_labels(job)
+            for outcome in _FINAL:
+                runs.add_metric([*labels, outcome], counts.get((str(job), outcome), 0))
+            good = self.view.history.last(str(job), _GOOD)
+            if good is not None and good.ended is not None:
+                success.add_metric(labels, _seconds(good.ended))
+            last = self.view.history.last(str(job), _FINAL)
+            if last is not None:
+                _last_run(last, labels, ended, ok, duration, added)
+        return iter((success, ended, ok, duration, added, runs))
+
+    def _archivers(self) -> Iterator[Metric]:
+        labels = ("job_name", "service", "source")
+        up = _gauge("safehold_archiver_up", "1 while the log archiver runs.", labels)
+        since = _gauge(
+            "safehold_archiver_state_since_timestamp_seconds",
+            "When the archiver entered its current state.",
+            labels,
+        )
+        restarts = CounterMetricFamily(
+            "safehold_archiver_restarts", "Times the daemon restarted the archiver.", labels=labels
+        )
+        states = self.view.archivers()
+        for name in sorted(states):
+            state = states[name]
+            target = name.rpartition(" ")[0]
+            service, _, source = target.partition("/")
+            values = [name, service, source]
+            up.add_metric(values, 1 if state.up else 0)
+            since.add_metric(values, _seconds(state.since))
+            restarts.add_metric(values, state.restarts)
+        return iter((up, restarts, since))
+
+
+def _gauge(name: str, documentation: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=labels)
+
+
+def _last_run(
+    run: JobRun,
+    labels: list[str],
+    ended: GaugeMetricFamily,
+    ok: GaugeMetricFamily,
+    duration: GaugeMetricFamily,
+    added: GaugeMetricFamily,
+) -> None:
+    if run.ended is not None:
+        ended.add_metric(labels, _seconds(run.ended))
+    ok.add_metric(labels, 1 if run.outcome in _GOOD else 0)
+    if run.duration is not None:
+        duration.add_metric(labels, run.duration)
+    if run.bytes_added is not None:
+        added.add_metric(labels, run.bytes_added)
+
+
+def _status_metrics(status: ProtectionStatus) -> Iterator[Metric]:
+    """Sources, services, replicas and the whole, as ``status`` last computed them."""
+    src = ("service", "source", "kind")
+    exposure = _gauge(
+        "safehold_source_rpo_exposure_seconds",
+        "Data that would be lost now:"
+        " time since the newest recovery point (absent: never backed up).",
+        src,
+    )
+    objective = _gauge("safehold_source_rpo_objective_seconds", "The source's RPO.", src)
+    within = _gauge("safehold_source_within_objective", "1 if the exposure is within the RPO.", src)
+    point = _gauge(
+        "safehold_source_recovery_point_timestamp_seconds",
+        "The newest moment that can be restored.",
+        src,
+    )
+    for s in (source for service in status.services for source in service.sources):
+        values = [s.service, s.source, s.kind]
+        objective.add_metric(values, s.rpo.total_seconds())
+        within.add_metric(values, 1 if s.within_objective else 0)
+        if s.exposure is not None:
+            exposure.add_metric(values, s.exposure.total_seconds())
+        if s.recovery_point is not None:
+            point.add_metric(values, _seconds(s.recovery_point))
+    yield from (exposure, objective, within, point)
+    yield from _service_metrics(status)
+    yield from _replica_metrics(status)
+
+
+def _service_metrics(status: ProtectionStatus) -> Iterator[Metric]:
+    svc = ("service",)
+    exposure = _gauge(
+        "safehold_service_rpo_exposure_seconds",
+        "The worst exposure of the service's sources (absent: one was never backed up).",
+        svc,
+    )
+    rpo = _gauge("safehold_service_rpo_objective_seconds", "The service's RPO.", svc)
+    rto = _gauge("safehold_service_rto_objective_seconds", "The service's RTO.", svc)
+    within = _gauge(
+        "safehold_service_within_objective",
+        "1 if every source of the service is within its RPO.",
+        svc,
+    )
+    for service in status.services:
+        rpo.add_metric([service.name], service.rpo.total_seconds())
+        rto.add_metric([service.name], service.rto.total_seconds())
+        within.add_metric([service.name], 1 if service.within_objectives else 0)
+        if service.exposure is not None:
+            exposure.add_metric([service.name], service.exposure.total_seconds())
+    whole = GaugeMetricFamily("safehold_within_objectives", "1 if every service is within.")
+    whole.add_metric([], 1 if status.within_objectives else 0)
+    computed = GaugeMetricFamily(
+        "safehold_status_timestamp_seconds", "When the protection status was last computed."
+    )
+    computed.add_metric([], _seconds(status.now))
+    yield from (exposure, rpo, rto, within, whole, computed)
+
+
+def _replica_metrics(status: ProtectionStatus) -> Iterator[Metric]:
+    labels = ("repository", "replica")
+    lag = _gauge(
+        "safehold_replica_lag_seconds",
+        "How far the replica's newest snapshot is behind the primary's.",
+        labels,
+    )
+    missing = _gauge(
+        "safehold_replica_missing_objects", "Objects of the primary the replica lacks.", labels
+    )
+    for replica in status.replicas:
+        values = [replica.repository, replica.location]
+        if replica.lag is not None:
+            lag.add_metric(values, replica.lag.total_seconds())
+        if replica.missing_objects is not None:
+            missing.add_metric(values, replica.missing_objects)
+    yield from (lag, missing)
+
+
+# -- the HTTP server ---------------------------------------------------------------------
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) → (host, port)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+class MetricsServer:
+    """A running /metrics endpoint; ``port`` is the bound one (useful with port 0)."""
+
+    def __init__(self, listen: str, collector: Collector) -> None:
+        host, port = parse_listen(listen)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.host = host
+        self.port: int = self._server.server_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_metrics(listen: str, collector: Collector) -> MetricsServer:
+    """Serve ``collector`` on ``listen`` (``HOST:PORT``) until ``close()``."""
+    return MetricsServer(listen, collector)
