@@ -320,6 +320,7 @@ class DaemonSettings(PolicyModel):
     status_interval: PositiveInterval = timedelta(minutes=1)
     retries: Annotated[int, Field(ge=0)] = 3
     retry_delay: PositiveInterval = timedelta(minutes=1)
+    stop_grace: Interval = timedelta(minutes=1)  # how long a stop waits for running jobs
     check: CheckSettings = CheckSettings()
     retention: RetentionSettings = RetentionSettings()
     alerts: AlertSettings = AlertSettings()

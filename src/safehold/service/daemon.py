@@ -45,7 +45,6 @@ __all__ = ["Daemon", "DaemonAlreadyRunning"]
 log = logging.getLogger("safehold.daemon")
 
 RETRY_LOCK = "30m"  # jobs wait this long for a repository lock (prune vs backup)
-STOP_GRACE = 60.0
 INTERRUPT_WAIT = 30.0
 FIRST_STARTED = "first_started"
 
@@ -203,9 +202,10 @@ class Daemon:
     def _shutdown(self) -> None:
         with self._mutex:
             running = list(self.running.values())
+        grace = self.policy.daemon.stop_grace.total_seconds()
         if running:
-            log.info("waiting up to %.0f s for %d running jobs", STOP_GRACE, len(running))
-        self._join(running, STOP_GRACE)
+            log.info("waiting up to %.0f s for %d running jobs", grace, len(running))
+        self._join(running, grace)
         for job in running:
             if job.thread.is_alive():
                 job.cancelled = True
