@@ -88,7 +88,7 @@ def test_schedules_merge_with_the_kinds_defaults_and_off_removes_one() -> None:
     ]
     assert db.schedules[0].argv == [
         "pg", "backup", "--type", "full", "--method", "lowlevel", "--pgdata", "/pg",
-        "-U", "postgres",
+        "-U", "postgres", "--tag", "service=sync", "--tag", "source=sync/db",
     ]  # fmt: skip
     assert db.schedules[1].next == []
     assert db.schedules[1].argv is None  # archive_command does it

@@ -13,7 +13,9 @@ import pytest
 import typer.main
 
 from safehold.cli.main import COMMAND_MODULES
+from safehold.dr.jobs import job_commands
 from safehold.dr.load import load_policy
+from safehold.dr.schedule import JobId
 from tests.conftest import SAFEHOLD
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "safehold.example.toml"
@@ -40,7 +42,8 @@ def test_plan_prints_each_service_and_source_with_runs_and_origins() -> None:
         "    full         0 2 * * *      [service sync]       next 2026-11-27 02:00,"
         " 2026-11-28 02:00\n"
         "                 runs: safehold pg backup --type full --method lowlevel"
-        " --pgdata /var/lib/postgresql/15/main -H /var/run/postgresql -U postgres\n"
+        " --pgdata /var/lib/postgresql/15/main -H /var/run/postgresql -U postgres"
+        " --tag service=sync --tag source=sync/db\n"
     ) in text
     assert "incremental  0 */6 * * *    [service sync]       next 2026-11-26 18:00," in text
     assert "logs         continuous     [service sync]\n" in text
@@ -69,7 +72,7 @@ def test_plan_json_is_one_document_and_the_config_may_come_from_the_environment(
         "command": [
             "pg", "backup", "--type", "full", "--method", "lowlevel",
             "--pgdata", "/var/lib/postgresql/15/main", "-H", "/var/run/postgresql",
-            "-U", "postgres",
+            "-U", "postgres", "--tag", "service=sync", "--tag", "source=sync/db",
         ],
         "note": None,
     }  # fmt: skip
@@ -170,13 +173,19 @@ def test_every_planned_command_parses_with_the_real_cli(tmp_path: Path) -> None:
     commands = []
     for source in policy.services["all"].sources:
         for schedule in source.effective_schedules():
-            argv = source.argv(schedule)
-            if argv is not None:
+            for command in job_commands(policy, JobId("backup", f"all/{source.name}", schedule)):
+                argv = command.argv[1:]  # after --json
                 commands.append(argv)
                 ctx = _parse(argv)
                 assert ctx.command.name is not None
-    assert len(commands) == 15  # files 1, pg 3, pgremote 1 (full only), mysql 3 + 3, 4 others
+    for action, schedule in (("check", "check"), ("retention", "retention"), ("replicate", "/x")):
+        for command in job_commands(policy, JobId(action, "r", schedule)):
+            commands.append(command.argv[1:])
+            assert _parse(command.argv[1:]).command.name is not None
+    assert len(commands) == 15 + 4  # files 1, pg 3, pgremote 1, mysql 3 + 3, 4 others; check,
+    # forget + prune, replicate
     assert ["mysql", "binlog-archive", "--user", "root"] in commands
+    assert ["forget", "--tag", "service=all", "--keep-within", "30d"] in commands
     assert any(c[:2] == ["pg", "wal-pusher"] for c in commands)
     params = _parse(commands[0]).params
     assert list(params["paths"]) == ["/a", "/b"]

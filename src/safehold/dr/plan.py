@@ -203,7 +203,7 @@ def _plan_service(policy: Policy, name: str, runs: dict[JobId, list[datetime]]) 
                 spec,
                 origin if where == "given" else BUILTIN,
                 runs.get(JobId("backup", f"{name}/{source.name}", schedule), []),
-                source.argv(schedule),
+                _daemon_argv(policy, JobId("backup", f"{name}/{source.name}", schedule)),
                 _note(source, schedule),
             )
             for schedule, (spec, where) in source.effective_schedules().items()
@@ -220,6 +220,17 @@ def _plan_service(policy: Policy, name: str, runs: dict[JobId, list[datetime]]) 
             )
         )
     return PlannedService(name, repository, retention, objectives, sources)
+
+
+def _daemon_argv(policy: Policy, job: JobId) -> list[str] | None:
+    """The command the daemon runs for ``job`` (without its ``--json``), or None."""
+    from safehold.dr.jobs import job_commands
+
+    commands = job_commands(policy, job)
+    if not commands:
+        return None
+    argv = commands[0].argv
+    return argv[1:] if argv[:1] == ["--json"] else argv
 
 
 def _note(source: Source, schedule: str) -> str | None:

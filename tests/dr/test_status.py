@@ -1,0 +1,307 @@
+"""dr.status.evaluate on real repositories: backups made as the daemon makes them.
+
+Every backup runs the argv of ``dr.jobs.job_commands`` through ``python -m safehold`` with
+the job's environment, so the source tags are the daemon's own. Time passing is shown by
+evaluating at a later ``now``; the CLI tests (tests/e2e/test_status_cli.py) let it pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safehold.dr.jobs import job_commands
+from safehold.dr.load import load_policy
+from safehold.dr.policy import Policy
+from safehold.dr.schedule import JobId, next_runs
+from safehold.dr.status import ProtectionStatus, SourceStatus, evaluate
+from safehold.repo.repository import Repository
+from safehold.service.history import JobHistory
+from safehold.service.paths import HISTORY_FILE
+from safehold.storage import LocalStore
+from tests.conftest import CHEAP_KDF, PASSWORD, SAFEHOLD
+from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (module-scoped cluster fixture)
+
+FILES_JOB = JobId("backup", "app/files", "backup")
+POLICY = """
+[repositories.main]
+location = "{repo}"
+password_file = "{password}"
+
+[[repositories.main.replicas]]
+location = "{replica}"
+schedule = "*/30 * * * *"
+
+[services.app]
+objectives.rpo = "{rpo}"
+
+[[services.app.sources]]
+name = "files"
+kind = "files"
+options.paths = ["{data}"]
+schedules.backup = "17 * * * *"
+
+[daemon]
+state_dir = "{state}"
+"""
+
+
+@dataclass
+class Setup:
+    """A repository, its password file, data to back up and a policy file, in tmp_path."""
+
+    base: Path
+    config: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.base / "repo"
+
+    @property
+    def replica(self) -> Path:
+        return self.base / "replica"
+
+    @property
+    def history_path(self) -> Path:
+        return self.base / "state" / HISTORY_FILE
+
+    @property
+    def policy(self) -> Policy:
+        return load_policy(self.config)
+
+    def run_job(self, job: JobId) -> list[Any]:
+        """The job's commands, as the daemon runs them; their JSON summaries."""
+        import json
+
+        docs = []
+        for command in job_commands(self.policy, job):
+            environ = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
+            proc = subprocess.run(
+                [*SAFEHOLD, *command.argv],
+                env={**environ, **command.env},
+                capture_output=True,
+                timeout=120,
+            )
+            assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+            docs.append(json.loads(proc.stdout.splitlines()[-1]))
+        return docs
+
+    def backup(self) -> str:
+        """One backup of app/files; its snapshot id."""
+        (self.base / "data" / "file").write_text(f"changed at {time.time_ns()}\n")
+        return str(self.run_job(FILES_JOB)[-1]["snapshot_id"])
+
+    def writable_history(self) -> JobHistory:
+        return JobHistory(self.history_path)
+
+
+def make_setup(base: Path, rpo: str = "1h") -> Setup:
+    Repository.init(LocalStore(base / "repo"), PASSWORD, CHEAP_KDF, pack_size=1 << 20)
+    (base / "password").write_bytes(PASSWORD)
+    (base / "data").mkdir()
+    config = base / "safehold.toml"
+    config.write_text(
+        POLICY.format(
+            repo=base / "repo",
+            password=base / "password",
+            replica=base / "replica",
+            rpo=rpo,
+            data=base / "data",
+            state=base / "state",
+        )
+    )
+    return Setup(base, config)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    return make_setup(tmp_path)
+
+
+def only_source(status: ProtectionStatus) -> SourceStatus:
+    (service,) = status.services
+    (source,) = service.sources
+    return source
+
+
+def test_never_backed_up_is_outside_and_next_run_is_the_schedules(setup: Setup) -> None:
+    now = datetime.now(UTC)
+    status = evaluate(setup.policy, now)
+    source = only_source(status)
+    assert (source.service, source.source, source.kind) == ("app", "files", "files")
+    assert source.recovery_point is None and source.exposure is None
+    assert not source.within_objective and not status.within_objectives
+    assert source.next_run == next_runs(setup.policy, now, 1)[FILES_JOB][0]
+    assert source.problem is None
+    doc = status.to_dict()
+    assert doc["message_type"] == "status" and doc["within_objectives"] is False
+    assert doc["services"][0]["exposure"] is None
+    assert doc["services"][0]["sources"][0]["next_run"] == source.next_run.isoformat()
+
+
+def test_a_backup_is_within_its_rpo_until_the_rpo_has_passed(setup: Setup) -> None:
+    snapshot_id = setup.backup()
+    now = datetime.now(UTC)
+    source = only_source(evaluate(setup.policy, now, replicas=False))
+    assert source.last_snapshot == snapshot_id
+    assert source.recovery_point == source.last_backup and source.recovery_point_from == "snapshot"
+    assert source.recovery_point is not None and now - source.recovery_point < timedelta(minutes=1)
+    assert source.within_objective and source.exposure == now - source.recovery_point
+
+    later = source.recovery_point + timedelta(hours=1, seconds=1)  # the rpo is 1h
+    status = evaluate(setup.policy, later, replicas=False)
+    assert not only_source(status).within_objective and not status.within_objectives
+    doc = only_source(status).to_dict()
+    assert doc["exposure"] == "1h1s" and doc["exposure_seconds"] == 3601.0
+    assert doc["rpo_seconds"] == 3600.0 and doc["within_objective"] is False
+
+
+def test_job_history_gives_the_last_outcome_and_since_when_it_fails(setup: Setup) -> None:
+    setup.backup()
+    history = setup.writable_history()
+    t0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    ok = history.start(str(FILES_JOB), "backup", "app/files", "backup", t0, now=t0)
+    history.finish(ok, "success", now=t0 + timedelta(seconds=5))
+    for minutes in (60, 120):
+        started = t0 + timedelta(minutes=minutes)
+        run = history.start(str(FILES_JOB), "backup", "app/files", "backup", started, now=started)
+        history.finish(run, "failed", error=f"boom {minutes}", now=started + timedelta(seconds=2))
+    source = only_source(evaluate(setup.policy, datetime.now(UTC), history, replicas=False))
+    assert source.last_job == "app/files backup" and source.last_job_outcome == "failed"
+    assert source.last_job_ended == t0 + timedelta(minutes=120, seconds=2)
+    assert source.failing_since == t0 + timedelta(minutes=60)
+    assert source.last_error == "boom 120"
+    assert source.within_objective  # a failing job alone is not a breach: the exposure is
+
+
+def test_an_unreadable_repository_keeps_the_last_known_recovery_point(setup: Setup) -> None:
+    setup.backup()
+    history = setup.writable_history()
+    known = only_source(evaluate(setup.policy, datetime.now(UTC), history, replicas=False))
+    assert known.recovery_point is not None
+    shutil.move(setup.repo, setup.base / "repo-away")  # the store is gone
+
+    soon = known.recovery_point + timedelta(minutes=10)
+    source = only_source(evaluate(setup.policy, soon, history))
+    assert source.problem is not None and source.problem.startswith("repository main unreadable")
+    assert "\n" not in source.problem
+    assert source.recovery_point == known.recovery_point and source.recovery_point_last_known
+    assert source.last_snapshot == known.last_snapshot
+    assert source.within_objective and source.exposure == timedelta(minutes=10)
+
+    breach = evaluate(setup.policy, known.recovery_point + timedelta(hours=2), history)
+    assert not only_source(breach).within_objective and not breach.within_objectives
+    assert breach.replicas[0].problem is not None  # the replica cannot be compared either
+
+    without_history = only_source(evaluate(setup.policy, soon))
+    assert without_history.recovery_point is None and not without_history.within_objective
+
+
+def test_a_wrong_password_is_a_problem_not_an_exception(setup: Setup) -> None:
+    setup.backup()
+    (setup.base / "password").write_text("not the password\n")
+    source = only_source(evaluate(setup.policy, datetime.now(UTC)))
+    assert source.problem is not None and "wrong password" in source.problem.lower()
+    assert not source.within_objective
+
+
+def test_replica_lag_and_replica_problems(setup: Setup) -> None:
+    first = setup.backup()
+    status = evaluate(setup.policy, datetime.now(UTC))
+    (replica,) = status.replicas
+    assert replica.problem is not None and "does not exist" in replica.problem
+    assert replica.lag is None and replica.newest_replica is None
+
+    replicate = JobId("replicate", "main", str(setup.replica))
+    setup.run_job(replicate)
+    (replica,) = evaluate(setup.policy, datetime.now(UTC)).replicas
+    assert replica.problem is None and replica.lag == timedelta(0)
+    assert replica.missing_objects == 0
+
+    time.sleep(0.05)
+    second = setup.backup()
+    (replica,) = evaluate(setup.policy, datetime.now(UTC)).replicas
+    snaps = {
+        s.id: s.datetime for s in Repository.open(LocalStore(setup.repo), PASSWORD).list_snapshots()
+    }
+    assert replica.newest_replica == snaps[first] and replica.newest_primary == snaps[second]
+    assert replica.lag == snaps[second] - snaps[first] > timedelta(0)
+    assert replica.missing_objects is not None and replica.missing_objects > 0
+    assert replica.to_dict()["lag_seconds"] == round(replica.lag.total_seconds(), 3)
+
+    shutil.rmtree(setup.replica)  # a different repository where the replica should be
+    Repository.init(LocalStore(setup.replica), PASSWORD, CHEAP_KDF)
+    (replica,) = evaluate(setup.policy, datetime.now(UTC)).replicas
+    assert replica.problem is not None and replica.problem.startswith("replica unreadable")
+    assert evaluate(setup.policy, datetime.now(UTC), replicas=False).replicas == []
+
+
+# -- PostgreSQL with WAL archived by archive_command ------------------------------------
+
+PG_POLICY = """
+[repositories.main]
+location = "{repo}"
+password_file = "{password}"
+
+[[services.db.sources]]
+name = "pg"
+kind = "postgres"
+options.pgdata = "{pgdata}"
+options.host = "{host}"
+options.port = {port}
+options.user = "postgres"
+schedules.logs = "continuous"
+
+[daemon]
+state_dir = "{state}"
+"""
+
+
+def test_postgres_recovery_point_is_the_newest_archived_wal(
+    pg_env: PgEnv,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cluster = pg_env.cluster("status")
+    config = tmp_path / "safehold.toml"
+    config.write_text(
+        PG_POLICY.format(
+            repo=pg_env.repo,
+            password=pg_env.password_file,
+            pgdata=cluster.pgdata,
+            host=cluster.sockdir,
+            port=cluster.port,
+            state=tmp_path / "state",
+        )
+    )
+    policy = load_policy(config)
+    setup = Setup(tmp_path, config)
+    setup.run_job(JobId("backup", "db/pg", "full"))
+    time.sleep(1.1)
+    cluster.sql("CREATE TABLE t AS SELECT 1 AS x")
+    committed = datetime.now(UTC)
+    cluster.wait_archived()
+
+    history = setup.writable_history()
+    started = time.monotonic()
+    status = evaluate(policy, datetime.now(UTC), history)
+    first_seconds = time.monotonic() - started
+    source = only_source(status)
+    assert source.kind == "postgres" and source.recovery_point_from == "archived WAL"
+    assert source.last_backup is not None and source.recovery_point is not None
+    assert source.recovery_point > source.last_backup + timedelta(seconds=1)
+    assert abs(source.recovery_point - committed) < timedelta(seconds=1)
+    assert source.within_objective  # the default rpo, 30m
+
+    started = time.monotonic()
+    again = only_source(evaluate(policy, datetime.now(UTC), history))
+    cached_seconds = time.monotonic() - started
+    assert again.recovery_point == source.recovery_point
+    print(f"evaluate: {first_seconds:.3f} s, then {cached_seconds:.3f} s with the WAL time cached")
