@@ -232,7 +232,8 @@ def test_kill_9_mid_job_then_restart_catches_up_once(tmp_path: Path) -> None:
     first = DaemonRun(config, tmp_path / "state").start()
     try:
         first.wait_for(
-            "a backup to be running", lambda runs: any(r.outcome == "running" for r in runs)
+            "a scheduled backup to be running",
+            lambda runs: any(r.outcome == "running" and r.scheduled_for for r in runs),
         )
         time.sleep(1)
         assert _processes_with("slow.txt"), "the backup child should be running"
@@ -240,23 +241,29 @@ def test_kill_9_mid_job_then_restart_catches_up_once(tmp_path: Path) -> None:
         first.kill()
     time.sleep(1)
     assert _processes_with("slow.txt") == [], "the job must die with the daemon"
-    (killed,) = first.runs()
+    killed = next(r for r in first.runs() if r.outcome == "interrupted" or r.outcome == "running")
     time.sleep(22)  # two or three slots pass while the daemon is down
 
     second = DaemonRun(config, tmp_path / "state").start()
     try:
         second.wait_for(
             "the caught-up run",
-            lambda runs: any(r.outcome == "success" for r in runs),
+            lambda runs: any(
+                r.outcome == "success" and r.id > killed.id and r.job == "app/slow backup"
+                for r in runs
+            ),
             timeout=60,
         )
     finally:
-        second.stop()
+        assert second.stop() == 0
     runs = sorted(second.runs(), key=lambda r: r.id)
-    assert runs[0].id == killed.id and runs[0].outcome == "interrupted"
+    assert [r.outcome for r in runs if r.id == killed.id] == ["interrupted"], (
+        [(r.id, r.job, r.outcome, r.scheduled_for) for r in runs],
+        second.text(),
+    )
     assert "catching up app/slow backup" in second.text()
     assert second.text().count("catching up") == 1
-    caught = runs[1]
+    caught = next(r for r in runs if r.id > killed.id and r.job == "app/slow backup")
     assert caught.outcome in ("success", "cancelled")
     assert caught.scheduled_for is not None and killed.scheduled_for is not None
     assert caught.scheduled_for > killed.scheduled_for  # the newest missed slot, once

@@ -42,8 +42,13 @@ def policy(backup: str = "0 * * * *", extra: str = "") -> Policy:
     return parse_policy(text + textwrap.dedent(extra), "safehold.toml")
 
 
-def history(tmp_path: Path) -> JobHistory:
-    return JobHistory(tmp_path / "history.sqlite")
+def history(tmp_path: Path, fresh: bool = False) -> JobHistory:
+    """A job history in which the source was backed up once, a day before T0 (``fresh``:
+    never)."""
+    h = JobHistory(tmp_path / "history.sqlite")
+    if not fresh:
+        record(h, BACKUP, T0 - timedelta(days=1), "success")
+    return h
 
 
 def record(h: JobHistory, job: JobId, slot: datetime, outcome: str, attempt: int = 1) -> None:
@@ -98,8 +103,39 @@ def test_interrupted_or_unretried_slot_is_caught_up(tmp_path: Path) -> None:
     ]
 
 
-def test_first_start_catches_nothing_up(tmp_path: Path) -> None:
-    assert Scheduler(policy()).start(T0 + timedelta(minutes=30), history(tmp_path), T0) == []
+def test_first_start_catches_nothing_up_but_backs_up_a_new_source_at_once(
+    tmp_path: Path,
+) -> None:
+    h = history(tmp_path, fresh=True)
+    s = Scheduler(policy())
+    assert s.start(T0 + timedelta(minutes=30), h, T0) == []
+    assert [(r.job, r.slot, r.reason) for r in s.ready(T0 + timedelta(minutes=30))] == [
+        (BACKUP, None, "first backup")
+    ]
+    record(h, BACKUP, T0 + timedelta(minutes=30), "success")
+    again = Scheduler(policy())
+    again.start(T0 + timedelta(minutes=40), h, T0)
+    assert again.pending == {}
+
+
+def test_a_new_database_gets_a_full_backup_first(tmp_path: Path) -> None:
+    p = parse_policy(
+        textwrap.dedent(
+            """
+            [repositories.main]
+            location = "/tmp/none"
+            password_env = "PW"
+            [services.app]
+            [[services.app.sources]]
+            name = "db"
+            kind = "postgres"
+            options.pgdata = "/pg"
+            """
+        )
+    )
+    s = Scheduler(p)
+    s.start(T0, history(tmp_path, fresh=True), T0)
+    assert [r.job for r in s.ready(T0)] == [JobId("backup", "app/db", "full")]
 
 
 def test_a_slot_during_a_waiting_run_merges_into_it(tmp_path: Path) -> None:

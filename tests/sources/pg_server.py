@@ -44,6 +44,19 @@ def postgres_dir(prefix: str = "safehold-pg-") -> AbstractContextManager[Path]:
     return service_user_dir("postgres", prefix, "SAFEHOLD_KEEP_PG")
 
 
+def _let_postgres_reach(site: Path) -> None:
+    """Give "others" search (x, not read) permission on the directories above ``site`` that
+    postgres cannot pass (e.g. a /root of mode 700 holding the test's pyenv), so that
+    PostgreSQL's archive_command and the daemon can import the packages under test."""
+    if runuser("test", "-r", site / "typer", check=False).returncode == 0:
+        return
+    for directory in reversed(site.parents):
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            sys.stderr.write(f"tests: adding o+x to {directory} so that postgres reaches {site}\n")
+            directory.chmod(mode | 0o001)
+
+
 def write_safehold_wrapper(path: Path, module: str = "safehold") -> Path:
     """An executable ``safehold`` that the postgres user can run (as an installed one would).
 
@@ -53,6 +66,7 @@ def write_safehold_wrapper(path: Path, module: str = "safehold") -> Path:
     """
     python = sys.executable
     site = next(p for p in sys.path if p.endswith("site-packages"))
+    _let_postgres_reach(Path(site))
     if runuser("test", "-x", python, check=False).returncode != 0:
         python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     path.write_text(f'#!/bin/sh\nexport PYTHONPATH={SRC}:{site}\nexec {python} -m {module} "$@"\n')

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from safehold.dr.jobs import (
     JobCommand,
@@ -40,7 +40,11 @@ from safehold.service.runner import ChildProcess, CommandResult, start_child
 from safehold.service.scheduler import PendingRun, Scheduler
 from safehold.service.supervisor import Supervisor
 
-__all__ = ["Daemon", "DaemonAlreadyRunning"]
+if TYPE_CHECKING:
+    from safehold.service.alerts import Alerter
+    from safehold.service.metrics import MetricsServer
+
+__all__ = ["Daemon", "DaemonAlreadyRunning", "MetricsUnavailable"]
 
 log = logging.getLogger("safehold.daemon")
 
@@ -53,6 +57,10 @@ class DaemonAlreadyRunning(SafeholdError):
     """{0}"""
 
     exit_code = 11  # as a locked repository: someone else holds it
+
+
+class MetricsUnavailable(SafeholdError):
+    """{0}"""
 
 
 def _utcnow() -> datetime:
@@ -129,6 +137,8 @@ class Daemon:
         self.started_at: datetime | None = None
         self.job_observers: list[Callable[[JobRun], None]] = []
         self.status_observers: list[Callable[[Any], None]] = []
+        self.alerter: Alerter | None = None
+        self.metrics: MetricsServer | None = None
         self._lock = StateLock(state_dir)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -173,6 +183,11 @@ class Daemon:
             first = now.isoformat()
         for job in self.scheduler.start(now, history, datetime.fromisoformat(first)):
             log.info("catching up %s: its last slot was missed while the daemon was down", job)
+        try:
+            self._start_reporting(history, now)
+        except BaseException:
+            history.close()
+            raise
         self._start_archivers(history)
         status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
         status_thread.start()
@@ -186,6 +201,11 @@ class Daemon:
             self._loop()
         finally:
             self._shutdown()
+            status_thread.join(30)
+            if self.alerter is not None:
+                self.alerter.close()
+            if self.metrics is not None:
+                self.metrics.close()
             history.close()
 
     def _loop(self) -> None:
@@ -239,6 +259,35 @@ class Daemon:
                 commands[job] = found[0]
         self.supervisor = Supervisor(commands, history, [], self._notify_run)
         self.supervisor.start()
+
+    # -- alerts and metrics ---------------------------------------------------------------
+
+    def _start_reporting(self, history: JobHistory, now: datetime) -> None:
+        from safehold.service.alerts import Alerter
+
+        self.alerter = Alerter(self.policy.daemon.alerts, history, self.config_path)
+        self.job_observers.append(self.alerter.job_finished)
+        self.status_observers.append(self.alerter.status_computed)
+        listen = self.policy.daemon.metrics
+        if listen == "off":
+            return
+        from safehold.service.metrics import DaemonView, SafeholdCollector, serve_metrics
+
+        view = DaemonView(
+            self.policy,
+            history,
+            now,
+            status=lambda: self.status,
+            archivers=lambda: self.supervisor.states if self.supervisor else {},
+        )
+        try:
+            self.metrics = serve_metrics(listen, SafeholdCollector(view))
+        except OSError as exc:
+            raise MetricsUnavailable(
+                f"cannot serve metrics on {listen}: {exc.strerror or exc} (set [daemon]"
+                ' metrics to another HOST:PORT, or "off")'
+            ) from None
+        log.info("metrics on %s", self.metrics.url)
 
     # -- jobs -----------------------------------------------------------------------------
 

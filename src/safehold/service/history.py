@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     details TEXT                 -- the command's JSON summary, as it printed it
 );
-CREATE INDEX IF NOT EXISTS runs_job ON runs (action, target, schedule, id);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -225,6 +225,15 @@ class JobHistory:
             f"SELECT * FROM runs{clause} ORDER BY id DESC LIMIT ?", (*args, limit)
         ).fetchall()
         return [_run(row) for row in rows]
+
+    def targets_done(self, action: str) -> set[str]:
+        """The targets of ``action`` with at least one successful (or partial) run."""
+        rows = self._db.execute(
+            "SELECT DISTINCT target FROM runs WHERE action = ? AND outcome IN"
+            " ('success', 'partial')",
+            (action,),
+        )
+        return {target for (target,) in rows}
 
     def get(self, run_id: int) -> JobRun:
         row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -47,15 +47,37 @@ own (the scrape job) and would rename ours to ``exported_job``."""
 
 _FINAL = tuple(outcome for outcome in OUTCOMES if outcome != "running")
 _GOOD = ("success", "partial")  # a snapshot was made (history.failures_since_success agrees)
+_JOB_GAUGES: Final = {
+    "success": (
+        "safehold_job_last_success_timestamp_seconds",
+        "End of the last run that made its snapshot (success or partial).",
+    ),
+    "ended": (
+        "safehold_job_last_run_timestamp_seconds",
+        "End of the last finished run, whatever its outcome.",
+    ),
+    "ok": (
+        "safehold_job_last_run_success",
+        "1 if the last finished run succeeded (success or partial), else 0.",
+    ),
+    "duration": ("safehold_job_last_run_duration_seconds", "Duration of the last finished run."),
+    "added": (
+        "safehold_job_last_run_added_bytes",
+        "Bytes the last finished run added to the repository.",
+    ),
+}
 
 
-@dataclass(frozen=True)
-class ArchiverState:
-    """A continuous log archiver as the daemon's supervisor sees it."""
+class ArchiverState(Protocol):
+    """A continuous log archiver as the daemon's supervisor sees it (its
+    ``supervisor.ArchiverState`` fits)."""
 
-    up: bool
-    restarts: int
-    since: datetime  # when it entered its current state (started, or died)
+    @property
+    def up(self) -> bool: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def since(self) -> datetime | None: ...  # when it last came up or went down
 
 
 @dataclass
@@ -67,7 +89,7 @@ class DaemonView:
     history: JobHistory
     started: datetime
     status: Callable[[], ProtectionStatus | None]
-    archivers: Callable[[], Mapping[str, ArchiverState]]  # str(JobId) → state
+    archivers: Callable[[], Mapping[JobId, ArchiverState]]
 
 
 def policy_jobs(policy: Policy) -> list[JobId]:
@@ -97,16 +119,16 @@ class SafeholdCollector(Collector):
         self.view = view
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._daemon()
-        yield from self._jobs()
-        yield from self._archivers()
-        try:
-            status = self.view.status()
-        except Exception:  # a broken status must not take the job metrics down with it
-            log.exception("metrics: the protection status could not be read")
-            status = None
-        if status is not None:
-            yield from _status_metrics(status)
+        for name, section in (
+            ("daemon", self._daemon),
+            ("jobs", self._jobs),
+            ("archivers", self._archivers),
+            ("status", self._status),
+        ):
+            try:  # one broken part (a locked history, a failed status) leaves the others
+                yield from list(section())
+            except Exception:
+                log.exception("metrics: the %s metrics could not be read", name)
 
     def _daemon(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("safehold_daemon_up", "1 while the daemon serves metrics.")
@@ -118,31 +140,7 @@ class SafeholdCollector(Collector):
         return iter((up, start))
 
     def _jobs(self) -> Iterator[Metric]:
-        success = _gauge(
-            "safehold_job_last_success_timestamp_seconds",
-            "End of the last run that made its snapshot (success or partial).",
-            JOB_LABELS,
-        )
-        ended = _gauge(
-            "safehold_job_last_run_timestamp_seconds",
-            "End of the last finished run, whatever its outcome.",
-            JOB_LABELS,
-        )
-        ok = _gauge(
-            "safehold_job_last_run_success",
-            "1 if the last finished run succeeded (success or partial), else 0.",
-            JOB_LABELS,
-        )
-        duration = _gauge(
-            "safehold_job_last_run_duration_seconds",
-            "Duration of the last finished run.",
-            JOB_LABELS,
-        )
-        added = _gauge(
-            "safehold_job_last_run_added_bytes",
-            "Bytes the last finished run added to the repository.",
-            JOB_LABELS,
-        )
+        gauges = {key: _gauge(name, text, JOB_LABELS) for key, (name, text) in _JOB_GAUGES.items()}
         runs = CounterMetricFamily(
             "safehold_job_runs", "Finished runs by outcome.", labels=(*JOB_LABELS, "outcome")
         )
@@ -153,11 +151,15 @@ class SafeholdCollector(Collector):
                 runs.add_metric([*labels, outcome], counts.get((str(job), outcome), 0))
             good = self.view.history.last(str(job), _GOOD)
             if good is not None and good.ended is not None:
-                success.add_metric(labels, _seconds(good.ended))
+                gauges["success"].add_metric(labels, _seconds(good.ended))
             last = self.view.history.last(str(job), _FINAL)
             if last is not None:
-                _last_run(last, labels, ended, ok, duration, added)
-        return iter((success, ended, ok, duration, added, runs))
+                _last_run(last, labels, gauges)
+        return iter((*gauges.values(), runs))
+
+    def _status(self) -> Iterator[Metric]:
+        status = self.view.status()
+        return _status_metrics(status) if status is not None else iter(())
 
     def _archivers(self) -> Iterator[Metric]:
         labels = ("job_name", "service", "source")
@@ -171,14 +173,14 @@ class SafeholdCollector(Collector):
             "safehold_archiver_restarts", "Times the daemon restarted the archiver.", labels=labels
         )
         states = self.view.archivers()
-        for name in sorted(states):
-            state = states[name]
-            target = name.rpartition(" ")[0]
-            service, _, source = target.partition("/")
-            values = [name, service, source]
+        for job in sorted(states):
+            state = states[job]
+            service, _, source = job.target.partition("/")
+            values = [str(job), service, source]
             up.add_metric(values, 1 if state.up else 0)
-            since.add_metric(values, _seconds(state.since))
             restarts.add_metric(values, state.restarts)
+            if state.since is not None:
+                since.add_metric(values, _seconds(state.since))
         return iter((up, restarts, since))
 
 
@@ -186,21 +188,14 @@ def _gauge(name: str, documentation: str, labels: tuple[str, ...]) -> GaugeMetri
     return GaugeMetricFamily(name, documentation, labels=labels)
 
 
-def _last_run(
-    run: JobRun,
-    labels: list[str],
-    ended: GaugeMetricFamily,
-    ok: GaugeMetricFamily,
-    duration: GaugeMetricFamily,
-    added: GaugeMetricFamily,
-) -> None:
+def _last_run(run: JobRun, labels: list[str], gauges: dict[str, GaugeMetricFamily]) -> None:
     if run.ended is not None:
-        ended.add_metric(labels, _seconds(run.ended))
-    ok.add_metric(labels, 1 if run.outcome in _GOOD else 0)
+        gauges["ended"].add_metric(labels, _seconds(run.ended))
+    gauges["ok"].add_metric(labels, 1 if run.outcome in _GOOD else 0)
     if run.duration is not None:
-        duration.add_metric(labels, run.duration)
+        gauges["duration"].add_metric(labels, run.duration)
     if run.bytes_added is not None:
-        added.add_metric(labels, run.bytes_added)
+        gauges["added"].add_metric(labels, run.bytes_added)
 
 
 def _status_metrics(status: ProtectionStatus) -> Iterator[Metric]:

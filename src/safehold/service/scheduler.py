@@ -49,9 +49,13 @@ class Scheduler:
 
     def start(self, now: datetime, history: JobHistory, first_started: datetime) -> list[JobId]:
         """Set each job's next slot after ``now`` and queue the catch-up runs; returns the
-        jobs caught up."""
+        jobs caught up. A source that has never been backed up gets its first backup now
+        (its first schedule: a database's full) rather than at its first slot, which may be
+        a day away."""
         caught_up = []
         retries = self.policy.daemon.retries
+        for job in self._never_backed_up(history):
+            self._queue(PendingRun(job, None, now, "first backup"))
         for job, spec in self.specs.items():
             self.next_slot[job] = cron_times(spec, now, 1, self._tz)[0]
             missed = cron_previous(spec, now, self._tz)
@@ -60,6 +64,15 @@ class Scheduler:
                 self._queue(PendingRun(job, missed, now, "catch-up"))
                 caught_up.append(job)
         return caught_up
+
+    def _never_backed_up(self, history: JobHistory) -> list[JobId]:
+        """The first backup job of each source with no successful run of any of its jobs."""
+        firsts: dict[str, JobId] = {}
+        for job in sorted(self.specs):
+            if job.action == "backup" and job.schedule != "logs":
+                firsts.setdefault(job.target, job)
+        done = history.targets_done("backup")
+        return [job for target, job in firsts.items() if target not in done]
 
     def advance(self, now: datetime) -> list[PendingRun]:
         """Queue every job whose slot has come; returns the runs queued."""
