@@ -23,7 +23,15 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 if TYPE_CHECKING:
     from safehold.dr.policy import Policy
 
-__all__ = ["ALIASES", "JobId", "cron_error", "cron_previous", "cron_times", "next_runs", "scheduled_jobs"]
+__all__ = [
+    "ALIASES",
+    "JobId",
+    "cron_error",
+    "cron_previous",
+    "cron_times",
+    "next_runs",
+    "scheduled_jobs",
+]
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
 _PROBE = datetime(2026, 1, 1, tzinfo=UTC)
