@@ -283,6 +283,45 @@ def test_daemon_settings() -> None:
     assert len(lines) == 5
 
 
+def test_daemon_service_settings() -> None:
+    text = VALID + textwrap.dedent(
+        """
+        [daemon]
+        metrics = "9464"
+        retries = -1
+        status_interval = "0s"
+        state_dir = "relative/dir"
+
+        [[daemon.alerts.webhooks]]
+        url = "http://a/hook"
+        url_env = "HOOK_URL"
+
+        [[daemon.alerts.webhooks]]
+        url = "ftp://a/hook"
+
+        [[daemon.alerts.webhooks]]
+        url_env = "1BAD"
+        """
+    )
+    lines = problems(text)
+    assert lines == [
+        "safehold.toml:15: daemon.metrics: expected HOST:PORT such as '127.0.0.1:9464', or 'off'",
+        "safehold.toml:16: daemon.retries: expected a number >= 0, got integer -1",
+        "safehold.toml:17: daemon.status_interval: must be longer than zero",
+        "safehold.toml:18: daemon.state_dir: expected an absolute path, got 'relative/dir'",
+        "safehold.toml:20: daemon.alerts.webhooks[0]: give exactly one of url, url_file,"
+        " url_env (got url and url_env)",
+        "safehold.toml:24: daemon.alerts.webhooks[1]: expected an http:// or https:// URL,"
+        " got 'ftp://a/hook'",
+        "safehold.toml:28: daemon.alerts.webhooks[2].url_env: expected the name of an"
+        " environment variable",
+    ]
+    bad_port = VALID + '\n[daemon]\nmetrics = "127.0.0.1:99999"\n'
+    assert problems(bad_port) == [
+        "safehold.toml:15: daemon.metrics: invalid port in '127.0.0.1:99999': expected 1 to 65535"
+    ]
+
+
 def test_all_problems_are_reported_at_once_in_line_order() -> None:
     text = VALID.replace('location = "/srv/backup/repo"', "location = 5").replace(
         '"0 2 * * *"', '"nonsense"'
