@@ -275,7 +275,7 @@ class Daemon:
 
         view = DaemonView(
             self.policy,
-            history,
+            JobHistory(self.state_dir / HISTORY_FILE, readonly=True),  # scrapes read apart
             now,
             status=lambda: self.status,
             archivers=lambda: self.supervisor.states if self.supervisor else {},
