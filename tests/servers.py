@@ -213,6 +213,11 @@ def run_seaweedfs(workdir: Path) -> Iterator[S3Server]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.telemetry=false",
+        # Each bucket is a collection that takes several volumes; by default the volume
+        # count is free disk / 128 MB, which ran out after ~54 buckets on a 56 GB disk
+        # ("No writable volumes and no free volumes left": HTTP 500). Volumes are files
+        # that grow as written, so a high cap costs nothing.
+        "-volume.max=5000",
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
         f"-volume.port={volume}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -90,6 +91,8 @@ class DaemonRun:
         h = self.history()
         try:
             return h.runs(limit=1000, **filters)
+        except sqlite3.OperationalError:  # the daemon created the file, not yet its tables
+            return []
         finally:
             h.close()
 
