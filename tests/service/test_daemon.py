@@ -295,3 +295,24 @@ def test_sigint_stops_like_sigterm(tmp_path: Path) -> None:
     assert daemon.process is not None
     daemon.process.send_signal(signal.SIGINT)
     assert daemon.process.wait(30) == 0
+
+
+def test_a_job_past_its_time_limit_is_cut_without_a_snapshot(tmp_path: Path) -> None:
+    config = write_policy(
+        tmp_path,
+        SLOW.format(seconds=60, cron="0 0 1 1 *"),  # the first backup starts at once
+        'job_timeout = "2s"\n',
+    )
+    daemon = DaemonRun(config, tmp_path / "state").start()
+    try:
+        runs = daemon.wait_for(
+            "the first backup to be cut",
+            lambda runs: any(r.outcome == "failed" for r in runs),
+            timeout=60,
+        )
+    finally:
+        daemon.stop()
+    (run,) = runs
+    assert run.error == "cut after the job's time limit (2s)"
+    assert run.duration is not None and run.duration < 30
+    assert snapshots(tmp_path) == []

@@ -321,6 +321,7 @@ class DaemonSettings(PolicyModel):
     retries: Annotated[int, Field(ge=0)] = 3
     retry_delay: PositiveInterval = timedelta(minutes=1)
     stop_grace: Interval = timedelta(minutes=1)  # how long a stop waits for running jobs
+    job_timeout: PositiveInterval | None = None  # a job still running then is cut
     check: CheckSettings = CheckSettings()
     retention: RetentionSettings = RetentionSettings()
     alerts: AlertSettings = AlertSettings()

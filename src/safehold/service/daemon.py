@@ -17,7 +17,9 @@ import fcntl
 import logging
 import os
 import signal
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
+from safehold.dr.fields import format_interval
 from safehold.dr.jobs import (
     JobCommand,
     archiver_jobs,
@@ -243,8 +246,6 @@ class Daemon:
 
     @staticmethod
     def _join(jobs: list[RunningJob], seconds: float) -> None:
-        import time
-
         deadline = time.monotonic() + seconds
         for job in jobs:
             job.thread.join(max(0.0, deadline - time.monotonic()))
@@ -349,14 +350,20 @@ class Daemon:
         check_part = self._check_part(job.run.job)
         summaries: list[dict[str, Any]] = []
         result: CommandResult | None = None
+        limit = self.policy.daemon.job_timeout
+        deadline = time.monotonic() + limit.total_seconds() if limit else None
         for command in job_commands(self.policy, job.run.job, check_part):
             if job.cancelled or (self._stopping.is_set() and not job.children):
                 return "cancelled", result, summaries
             child = start_child(command, self.extra_args)
             job.children.append(child)
-            result = child.wait()
+            result = _wait_until(child, deadline)
             if result.summary is not None:
                 summaries.append(result.summary)
+            if result.timed_out:
+                assert limit is not None
+                result.error = f"cut after the job's time limit ({format_interval(limit)})"
+                return "failed", result, summaries
             outcome = "cancelled" if job.cancelled else result.outcome
             if outcome not in ("success", "partial"):
                 return outcome, result, summaries
@@ -438,6 +445,24 @@ class Daemon:
                 observer(status)
             except Exception:
                 log.exception("status observer failed")
+
+
+def _wait_until(child: ChildProcess, deadline: float | None) -> CommandResult:
+    """The child's result; past ``deadline`` it is interrupted as by Ctrl-C (no snapshot is
+    written), then killed if it does not stop within INTERRUPT_WAIT."""
+    if deadline is None:
+        return child.wait()
+    try:
+        return child.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        child.interrupt()
+    try:
+        result = child.wait(INTERRUPT_WAIT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        result = child.wait()
+    result.timed_out = True
+    return result
 
 
 def _snapshot_id(summaries: list[dict[str, Any]]) -> str | None:

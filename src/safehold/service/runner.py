@@ -49,6 +49,7 @@ class CommandResult:
     returncode: int
     summary: dict[str, Any] | None  # the last JSON object the command printed
     error: str | None  # the last line of stderr when it failed
+    timed_out: bool = False  # cut by the daemon at the job's time limit
 
     @property
     def outcome(self) -> str:
