@@ -21,6 +21,12 @@ Ratios, with the issue's targets: safehold S3 backup time / safehold local backu
 
     .venv/bin/python bench/s3_run.py                        # scale 0.3 (~490 MB), 3 rounds
     .venv/bin/python bench/s3_run.py --scale 0.02 --repeat 1   # a quick check
+    .venv/bin/python bench/s3_run.py --pin                  # client on CPU 0, server on CPU 1
+
+--pin separates the server's competition for the cores from the client's own cost: every
+timed client (local baseline included) runs under `taskset -c 0` and every SeaweedFS thread
+is moved to CPU 1, so each side has exactly one core and the S3/local ratio is no longer
+inflated by the server's ~10 ms of CPU per MiB stored on the client's cores.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import S3Server, run_seaweedfs  # noqa: E402
 
 PHASES = ("backup", "restore")
+CLIENT_CPU = 0  # --pin: the timed tool's core
+SERVER_CPU = 1  # --pin: SeaweedFS's core
 CASE_NAMES = ("safehold-local", "safehold-s3", "safehold-s3-c8", "restic-s3")
 
 
@@ -67,11 +75,13 @@ class SafeholdCase(Safehold):
         location: str | None = None,
         server: S3Server | None = None,
         connections: int | None = None,
+        pin: list[str] | None = None,
     ) -> None:
         super().__init__(binary, home)
         self.location = location or str(self.repo)
         self.server = server
         self.connections = connections
+        self.pin = pin or []
 
     def env(self) -> dict[str, str]:
         env = clean_env(super().env()) | {"SAFEHOLD_PASSWORD": run.PASSWORD}
@@ -86,19 +96,23 @@ class SafeholdCase(Safehold):
         return [*self.base(), "init"]
 
     def backup_cmd(self, data: Path) -> list[str]:
-        return [*self.base(), "--json", "backup", str(data)]
+        return [*self.pin, *self.base(), "--json", "backup", str(data)]
 
     def restore_cmd(self) -> list[str]:
-        return [*self.base(), "restore", "latest", "--target", str(self.restore_dir)]
+        target = str(self.restore_dir)
+        return [*self.pin, *self.base(), "restore", "latest", "--target", target]
 
 
 class ResticS3(Restic):
     """restic on the same SeaweedFS, with run.py's repository version and compression."""
 
-    def __init__(self, binary: str, home: Path, server: S3Server, bucket: str) -> None:
+    def __init__(
+        self, binary: str, home: Path, server: S3Server, bucket: str, pin: list[str] | None = None
+    ) -> None:
         super().__init__(binary, home)
         self.server = server
         self.location = f"s3:{server.endpoint}/{bucket}"
+        self.pin = pin or []
 
     def env(self) -> dict[str, str]:
         return clean_env(super().env()) | {
@@ -111,12 +125,13 @@ class ResticS3(Restic):
 
     def backup_cmd(self, data: Path) -> list[str]:
         return [
-            self.binary, "-r", self.location, "backup", "--compression", "auto", "--json", str(data),
+            *self.pin, self.binary, "-r", self.location, "backup", "--compression", "auto",
+            "--json", str(data),
         ]  # fmt: skip
 
     def restore_cmd(self) -> list[str]:
-        target = str(self.restore_dir)
-        return [self.binary, "-r", self.location, "restore", "latest", "--target", target]
+        restore = ["restore", "latest", "--target", str(self.restore_dir)]
+        return [*self.pin, self.binary, "-r", self.location, *restore]
 
 
 @dataclass
@@ -160,6 +175,18 @@ def weed_pid(workdir: Path) -> int | None:
         if marker in argv:
             return int(entry.name)
     return None
+
+
+def pin_process(pid: int | None, cpu: int) -> None:
+    """Move every thread of `pid` to one CPU (threads it starts later inherit it): Go
+    spreads a server over all threads, so pinning the main thread alone would not do."""
+    if pid is None:
+        sys.exit("error: --pin: the SeaweedFS process was not found")
+    subprocess.run(
+        ["taskset", "--all-tasks", "--cpu-list", "--pid", str(cpu), str(pid)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def process_cpu(pid: int | None) -> float | None:
@@ -236,6 +263,7 @@ def one_round(
     server_pid: int | None,
     cold_restore: bool,
     outcome: Outcome,
+    pin: bool = False,
 ) -> None:
     """Init every case (untimed), back each up, restore each; odd rounds run in reverse."""
     data_bytes = dataset.tree_stats(data)[1]
@@ -260,6 +288,8 @@ def one_round(
                 continue
             if phase == "restore" and cold_restore:
                 run.fresh_dir(tool.state_dir)  # no local cache: as on a new host
+            if pin:  # again before each phase: threads the server started since keep CPU 1
+                pin_process(server_pid, SERVER_CPU)
             before = process_cpu(server_pid)
             try:
                 if phase == "backup":
@@ -427,8 +457,15 @@ def markdown(report: dict[str, Any], outcome: Outcome, cases: list[Case]) -> str
         f"- Dataset: {data['files']} files, {data['bytes'] / MB:.0f} MB (scale {data['scale']});"
         f" {report['rounds']} round(s), case order reversed on odd rounds",
         f"- Restore cache: {report['restore_cache']}",
+        "- CPUs: "
+        + (
+            f"pinned: every timed client on CPU {CLIENT_CPU} (taskset), SeaweedFS on CPU"
+            f" {SERVER_CPU}"
+            if report["pinned"]
+            else "not pinned: clients and SeaweedFS share both"
+        ),
         "- MB/s is dataset bytes / wall time (MB = 10^6 bytes). CPU is the tool's own"
-        " (user + system, os.wait4), not the server's.",
+        " (user + system of its whole process tree, os.wait4), not the server's.",
         "",
         "## Measurements",
         "",
@@ -458,6 +495,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cold-restore",
         action="store_true",
         help="empty each tool's local cache before restoring (as on a new host)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"run every timed client on CPU {CLIENT_CPU} and SeaweedFS on CPU {SERVER_CPU}"
+        " (taskset): one core each, so the server does not compete with the client",
     )
     parser.add_argument("--safehold-bin", help="safehold executable (default: PATH, .venv)")
     parser.add_argument("--restic-bin", default="restic", help="restic executable")
@@ -505,23 +548,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dataset {data}: {files} files, {size / MB:.0f} MB", flush=True)
 
     outcome = Outcome()
+    if args.pin and (os.cpu_count() or 1) < 2:
+        sys.exit("error: --pin needs at least two CPUs")
+    pin = ["taskset", "--cpu-list", str(CLIENT_CPU)] if args.pin else None
     with run_seaweedfs(work / "seaweedfs") as server:
         pid = weed_pid(work / "seaweedfs")
+        if args.pin:
+            pin_process(pid, SERVER_CPU)
 
         def s3_case(name: str, connections: int | None) -> Case:
             bucket = name.removeprefix("safehold-")  # s3, s3-c8
 
             def make(home: Path, rnd: int) -> Tool:
                 location = server.location(f"{bucket}-r{rnd}", "repo")
-                return SafeholdCase(safehold, home, location, server, connections)
+                return SafeholdCase(safehold, home, location, server, connections, pin)
 
             return Case(name, bucket, make)
 
         cases = [
-            Case("safehold-local", None, lambda home, _rnd: SafeholdCase(safehold, home)),
+            Case(
+                "safehold-local",
+                None,
+                lambda home, _rnd: SafeholdCase(safehold, home, pin=pin),
+            ),
             s3_case("safehold-s3", None),
             s3_case("safehold-s3-c8", 8),
-            Case("restic-s3", "restic", lambda h, r: ResticS3(restic, h, server, f"restic-r{r}")),
+            Case(
+                "restic-s3",
+                "restic",
+                lambda h, r: ResticS3(restic, h, server, f"restic-r{r}", pin),
+            ),
         ]
         versions = {
             "safehold": SafeholdCase(safehold, work).version(),
@@ -529,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         started = time.monotonic()
         for rnd in range(args.repeat):
-            one_round(rnd, cases, work, data, server, pid, args.cold_restore, outcome)
+            one_round(rnd, cases, work, data, server, pid, args.cold_restore, outcome, args.pin)
         elapsed = time.monotonic() - started
 
     report: dict[str, Any] = {
@@ -539,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         "weed_version": weed_version(),
         "dataset": {"path": str(data), "files": files, "bytes": size, "scale": scale},
         "rounds": args.repeat,
+        "pinned": args.pin,
         "restore_cache": (
             "cold: each tool's local cache emptied before its restore"
             if args.cold_restore

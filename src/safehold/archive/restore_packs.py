@@ -147,9 +147,10 @@ def read_blobs(
         for blob in read.blobs:
             yield blob, exc
         return
+    view = memoryview(data)  # blobs are decoded from slices of the read, not copies
     for blob in read.blobs:
         start = blob.loc.offset - read.offset
-        sealed = data[start : start + blob.loc.length]
+        sealed = view[start : start + blob.loc.length]
         try:
             decoded: bytes | SafeholdError = repo.decode_blob(blob.blob_id, blob.loc, sealed)
         except CorruptObject as exc:
@@ -179,7 +180,7 @@ class TreePacks:
             if loc.type is not BlobType.TREE:
                 raise CorruptObject(f"tree {tree_id}", "blob is not a tree")
             pack = self._pack(loc.pack)
-            sealed = pack[loc.offset : loc.offset + loc.length]
+            sealed = memoryview(pack)[loc.offset : loc.offset + loc.length]
             doc = json.loads(self._repo.decode_blob(blob_id, loc, sealed))
         except (SafeholdError, ValueError):
             return self._repo.load_tree_document(tree_id)

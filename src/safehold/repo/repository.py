@@ -266,15 +266,20 @@ class Repository:
                     name, f"pack is missing (needed for blob {blob_id.hex()})"
                 )
             return
+        view = memoryview(data)  # a slice of a view is not a copy; one of bytes is
         for loc, blob_id in run:
             start = loc.offset - first.offset
             try:
-                result[blob_id] = self.decode_blob(blob_id, loc, data[start : start + loc.length])
+                result[blob_id] = self.decode_blob(blob_id, loc, view[start : start + loc.length])
             except CorruptObject as exc:
                 result[blob_id] = exc
 
-    def decode_blob(self, blob_id: bytes, loc: BlobLocation, sealed: bytes) -> bytes:
-        """Decrypt, decompress and verify one blob read from its pack."""
+    def decode_blob(self, blob_id: bytes, loc: BlobLocation, sealed: bytes | memoryview) -> bytes:
+        """Decrypt, decompress and verify one blob read from its pack.
+
+        ``sealed`` may be a memoryview into a larger read, so that readers of many blobs
+        per request do not copy each blob out first.
+        """
         what = f"{pack_key(loc.pack)} (blob {blob_id.hex()})"
         if len(sealed) != loc.length:
             raise CorruptObject(what, "truncated pack")
