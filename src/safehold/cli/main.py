@@ -1,7 +1,8 @@
 """Entry point: the only place that turns errors into messages and exit codes.
 
 Exit codes: 0 success; 1 failure; 3 snapshot made but some files could not be read;
-10 repository missing; 11 repository locked; 12 wrong password; 130 interrupted.
+5 `status`: a service outside its objectives; 10 repository missing; 11 repository locked
+(or a daemon already running the policy); 12 wrong password; 130 interrupted.
 """
 
 from __future__ import annotations
