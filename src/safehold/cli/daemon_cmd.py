@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,33 +10,13 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
+from safehold.cli.policy_file import ConfigOpt, load_config
 from safehold.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from safehold.dr.policy import Policy
     from safehold.service.history import JobRun
 
-__all__ = ["daemon", "jobs", "load_config"]
-
-ConfigOpt = Annotated[
-    str | None, typer.Option("--config", "-c", help="The policy file (env SAFEHOLD_CONFIG).")
-]
-
-
-def load_config(config: str | None) -> tuple[str, Policy]:
-    """The policy file's path and its validated policy; problems go to stderr, exit 1."""
-    from safehold.dr.load import CONFIG_ENV, PolicyError, load_policy
-
-    path = config or os.environ.get(CONFIG_ENV)
-    if not path:
-        raise InvalidArgument(f"no policy file given: use --config or {CONFIG_ENV}")
-    try:
-        return path, load_policy(path)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            sys.stderr.write(f"{problem}\n")
-        sys.stderr.flush()
-        raise typer.Exit(1) from None
+__all__ = ["daemon", "jobs"]
 
 
 @app.command("daemon")

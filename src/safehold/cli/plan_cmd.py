@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -12,6 +10,7 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
+from safehold.cli.policy_file import ConfigOpt, load_config
 from safehold.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -25,10 +24,7 @@ DEFAULT_COUNT = 3
 @app.command("plan")
 def plan(
     ctx: typer.Context,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="The policy file (env SAFEHOLD_CONFIG)."),
-    ] = None,
+    config: ConfigOpt = None,
     count: Annotated[
         int, typer.Option("--count", "-n", min=1, max=1000, help="Next run times per schedule.")
     ] = DEFAULT_COUNT,
@@ -43,21 +39,11 @@ def plan(
     Exits 1 with one line per problem (file:line: key: what was expected) when the policy
     is not valid.
     """
-    from safehold.dr.load import CONFIG_ENV, PolicyError, load_policy
     from safehold.dr.plan import build_plan, plan_document
 
     s = settings(ctx)
-    path = config or os.environ.get(CONFIG_ENV)
-    if not path:
-        raise InvalidArgument(f"no policy file given: use --config or {CONFIG_ENV}")
     moment = _parse_now(now)
-    try:
-        policy = load_policy(path)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            sys.stderr.write(f"{problem}\n")
-        sys.stderr.flush()
-        raise typer.Exit(1) from None
+    path, policy = load_config(config)
     result = build_plan(policy, moment, count)
     if s.json:
         print_json({**plan_document(result), "config": path})

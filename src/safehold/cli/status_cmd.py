@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
@@ -12,7 +10,7 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
-from safehold.errors import InvalidArgument
+from safehold.cli.policy_file import ConfigOpt, load_config
 
 if TYPE_CHECKING:
     from safehold.dr.policy import Policy
@@ -36,10 +34,7 @@ SOURCE_COLUMNS = (
 @app.command("status")
 def status(
     ctx: typer.Context,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="The policy file (env SAFEHOLD_CONFIG)."),
-    ] = None,
+    config: ConfigOpt = None,
     no_replicas: Annotated[
         bool, typer.Option("--no-replicas", help="Do not read the replicas (no lag).")
     ] = False,
@@ -51,20 +46,10 @@ def status(
     never backed up, or its exposure above the RPO: it can gate a deployment or feed a
     monitoring check); 1 the policy is not valid (one line per problem).
     """
-    from safehold.dr.load import CONFIG_ENV, PolicyError, load_policy
     from safehold.dr.status import evaluate
 
     s = settings(ctx)
-    path = config or os.environ.get(CONFIG_ENV)
-    if not path:
-        raise InvalidArgument(f"no policy file given: use --config or {CONFIG_ENV}")
-    try:
-        policy = load_policy(path)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            sys.stderr.write(f"{problem}\n")
-        sys.stderr.flush()
-        raise typer.Exit(1) from None
+    path, policy = load_config(config)
     history = _open_history(policy, path)
     try:
         result = evaluate(policy, datetime.now(UTC), history, replicas=not no_replicas)
