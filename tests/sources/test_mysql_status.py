@@ -1,0 +1,56 @@
+"""``safehold status`` on a MariaDB source with continuous binlog archiving: the recovery
+point is the newest archived binlog event, later than the base backup."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from safehold.dr.jobs import job_commands
+from safehold.dr.load import load_policy
+from safehold.dr.schedule import JobId
+from safehold.dr.status import evaluate
+from tests.conftest import CLI, PASSWORD
+from tests.sources.mysql_server import MariaServer
+
+
+def test_recovery_point_is_the_newest_archived_binlog_event(
+    maria: MariaServer, cli: CLI, tmp_path: Path
+) -> None:
+    cli.init()
+    password = tmp_path / "password"
+    password.write_bytes(PASSWORD)
+    config = tmp_path / "safehold.toml"
+    config.write_text(
+        f"""
+[repositories.main]
+location = "{cli.repo}"
+password_file = "{password}"
+
+[services.shop]
+[[services.shop.sources]]
+name = "db"
+kind = "mysql"
+options.socket = "{maria.socket}"
+options.user = "root"
+options.instance = "status-test"
+"""
+    )
+    policy = load_policy(config)
+    (full,) = job_commands(policy, JobId("backup", "shop/db", "full"))
+    cli.run(*full.argv)
+    maria.sql("CREATE DATABASE statusdb; CREATE TABLE statusdb.t(id INT) ENGINE=InnoDB")
+    time.sleep(1.1)
+    maria.sql("INSERT INTO statusdb.t VALUES (1)", "statusdb")
+    (logs,) = job_commands(policy, JobId("backup", "shop/db", "logs"))
+    argv = [a for a in logs.argv if a not in ("--interval", "60")]
+    cli.run(*argv, "--flush")
+
+    status = evaluate(policy, datetime.now(UTC))
+    (source,) = status.services[0].sources
+    assert source.recovery_point_from == "archived binlog", source
+    assert source.last_backup is not None and source.recovery_point is not None
+    assert source.recovery_point > source.last_backup
+    assert source.within_objective
+    maria.sql("DROP DATABASE statusdb")
