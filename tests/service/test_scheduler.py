@@ -21,7 +21,10 @@ T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 BACKUP = JobId("backup", "app/files", "backup")
 
 
-def policy(backup: str = "0 * * * *", extra: str = "") -> Policy:
+def policy(
+    backup: str = "0 * * * *", daemon: str = "", check: str = "off", retention: str = "off"
+) -> Policy:
+    """A policy with one files source; ``daemon`` holds extra lines of its [daemon] table."""
     text = textwrap.dedent(
         f"""
         [repositories.main]
@@ -33,13 +36,15 @@ def policy(backup: str = "0 * * * *", extra: str = "") -> Policy:
         kind = "files"
         options.paths = ["/srv"]
         schedules.backup = "{backup}"
+        [daemon]
+        {daemon}
         [daemon.check]
-        schedule = "off"
+        schedule = "{check}"
         [daemon.retention]
-        schedule = "off"
+        schedule = "{retention}"
         """
     )
-    return parse_policy(text + textwrap.dedent(extra), "safehold.toml")
+    return parse_policy(text, "safehold.toml")
 
 
 def history(tmp_path: Path, fresh: bool = False) -> JobHistory:
@@ -151,7 +156,7 @@ def test_a_slot_during_a_waiting_run_merges_into_it(tmp_path: Path) -> None:
 
 
 def test_jitter_delays_within_its_bound(tmp_path: Path) -> None:
-    p = policy(extra='[daemon]\njitter = "2m"\n')
+    p = policy(daemon='jitter = "2m"')
     s = Scheduler(p, random.Random(7))
     s.start(T0, history(tmp_path), T0)
     delays = []
@@ -164,7 +169,7 @@ def test_jitter_delays_within_its_bound(tmp_path: Path) -> None:
 
 
 def test_retries_back_off_then_stop(tmp_path: Path) -> None:
-    p = policy(extra='[daemon]\nretries = 3\nretry_delay = "10s"\n')
+    p = policy(daemon='retries = 3\n        retry_delay = "10s"')
     s = Scheduler(p, random.Random(1))
     s.start(T0, history(tmp_path), T0)
     (run,) = s.advance(T0 + timedelta(hours=1))
@@ -213,26 +218,7 @@ CRONS = st.sampled_from(
 )
 def test_plan_and_daemon_agree_on_next_runs(backup: str, check: str, offset: int, tz: str) -> None:
     """The daemon's next slot of every job is the first time ``safehold plan`` lists."""
-    p = parse_policy(
-        textwrap.dedent(
-            f"""
-            [repositories.main]
-            location = "/tmp/none"
-            password_env = "PW"
-            [services.app]
-            [[services.app.sources]]
-            name = "files"
-            kind = "files"
-            options.paths = ["/srv"]
-            schedules.backup = "{backup}"
-            [daemon]
-            timezone = "{tz}"
-            [daemon.check]
-            schedule = "{check}"
-            """
-        ),
-        "safehold.toml",
-    )
+    p = policy(backup, daemon=f'timezone = "{tz}"', check=check, retention="30 3 * * *")
     now = T0 + timedelta(seconds=offset)
     import tempfile
 
