@@ -225,10 +225,18 @@ url = "{receiver.url}"
             180,
             log,
         )
-        code, doc = status(config, env, pg_env.wrapper)
+        # right after a base backup its own time is the newest point; WAL archived after
+        # it (archive_timeout 2 s, commits twice a second) takes over within seconds
+        seen: list[tuple[int, dict[str, Any]]] = []
+
+        def from_wal() -> bool:
+            seen.append(status(config, env, pg_env.wrapper))
+            return source_doc(seen[-1][1], "db")["recovery_point_from"] == "archived WAL"
+
+        wait("a recovery point from archived WAL", from_wal, 30, log)
+        code, doc = seen[-1]
         db = source_doc(doc, "db")
         assert code == 0, json.dumps(doc, indent=1)
-        assert db["recovery_point_from"] == "archived WAL"
         assert db["recovery_point"] > db["last_backup"]  # WAL newer than the base backup
 
         def exposure() -> list[float]:
