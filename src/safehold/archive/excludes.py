@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from safehold.errors import InvalidArgument
@@ -20,19 +21,28 @@ class Excluder:
     matches its last components (``cache/tmp`` matches ``/home/u/cache/tmp``), as restic's.
     ``*``, ``?`` and ``[...]`` are globs within one component (never matching "/"), with
     ``\\`` escaping, as Go's ``filepath.Match``; ``**`` as a whole component spans zero or
-    more directories. A trailing "/" is ignored.
-    A match on a directory excludes everything below it.
+    more directories. A trailing "/" is ignored. ``ignore_case`` patterns match whatever
+    the case (restic's ``--iexclude``). A match on a directory excludes everything below it.
+    The same matching serves ``find`` and ``rewrite --exclude``.
     """
 
-    def __init__(self, patterns: list[str], exclude_caches: bool = False) -> None:
-        name_patterns = [
-            p.rstrip("/") for p in patterns if p.rstrip("/") and "/" not in p.rstrip("/")
-        ]
-        self._name_regex = _any_of([_component_regex(p) for p in name_patterns])
-        path_patterns = [p.rstrip("/") for p in patterns if "/" in p.rstrip("/")]
-        self._path_regex = _any_of([_path_regex(p) for p in path_patterns])
+    def __init__(
+        self,
+        patterns: list[str],
+        exclude_caches: bool = False,
+        ignore_case: Sequence[str] = (),
+    ) -> None:
+        both = [(p.rstrip("/"), False) for p in patterns]
+        both += [(p.rstrip("/"), True) for p in ignore_case]
+        for pattern, _ in both:
+            if not pattern:
+                raise InvalidArgument("invalid pattern '': a pattern must not be empty")
+        self._name_regex = _any_of(
+            [(_component_regex(p), i) for p, i in both if "/" not in p], both
+        )
+        self._path_regex = _any_of([(_path_regex(p), i) for p, i in both if "/" in p], both)
         self._exclude_caches = exclude_caches
-        self.active = bool(patterns)
+        self.active = bool(both)
 
     def excludes(self, path: bytes, name: bytes) -> bool:
         if self._name_regex is not None and self._name_regex.fullmatch(os.fsdecode(name)):
@@ -51,8 +61,25 @@ class Excluder:
             return False
 
 
-def _any_of(regexes: list[str]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL) if regexes else None
+def _any_of(
+    regexes: list[tuple[str, bool]], patterns: list[tuple[str, bool]]
+) -> re.Pattern[str] | None:
+    """One regular expression for all of them; (regex, ignore case) each."""
+    if not regexes:
+        return None
+    try:
+        return re.compile("|".join(f"(?{'i' if i else ''}:{r})" for r, i in regexes), re.DOTALL)
+    except re.error as exc:  # e.g. a reversed range: [z-a]
+        bad = next((p for p, _ in patterns if _is_bad(p)), "")
+        raise InvalidArgument(f"invalid pattern {bad!r}: {exc.msg}") from None
+
+
+def _is_bad(pattern: str) -> bool:
+    try:
+        re.compile(_path_regex(pattern) if "/" in pattern else _component_regex(pattern))
+    except re.error:
+        return True
+    return False
 
 
 def _path_regex(pattern: str) -> str:

@@ -17,10 +17,11 @@ from safehold.cli.output import human_size, out, print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
 
-__all__ = ["diff", "dump", "ls", "stats"]
+__all__ = ["diff", "dump", "entry_doc", "long_line", "ls", "stats"]
 
 
-def _node_doc(path: bytes, node: Node) -> dict[str, object]:
+def entry_doc(path: bytes, node: Node) -> dict[str, object]:
+    """An entry as ``ls --json`` (and ``find --json``) show it."""
     return {
         "path": os.fsdecode(path),
         "name": node.display_name,
@@ -52,6 +53,14 @@ def _mode_text(node: Node) -> str:
     return kind + statmod.filemode(node.mode)[1:]
 
 
+def long_line(path: bytes, node: Node) -> str:
+    """An entry as ``ls --long`` shows it: mode, owner, group, size, time, path."""
+    return (
+        f"{_mode_text(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
+        f"{node.size:>12} {_time(node.mtime_ns)[:19]} {os.fsdecode(path)}"
+    )
+
+
 @app.command()
 def ls(
     ctx: typer.Context,
@@ -68,13 +77,9 @@ def ls(
     snap = resolve_snapshot(repo, snapshot, host, tag, path_filter)
     for entry_path, node in walk_path(repo, snap, path):
         if s.json:
-            print_json(_node_doc(entry_path, node))
+            print_json(entry_doc(entry_path, node))
         elif long:
-            out().print(
-                f"{_mode_text(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
-                f"{node.size:>12} {_time(node.mtime_ns)[:19]} {os.fsdecode(entry_path)}",
-                markup=False,
-            )
+            out().print(long_line(entry_path, node), markup=False)
         else:
             out().print(os.fsdecode(entry_path), markup=False)
 

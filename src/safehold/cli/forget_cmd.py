@@ -9,7 +9,14 @@ import typer
 from safehold.cli.app import app, settings
 from safehold.cli.output import err, out, print_json
 from safehold.cli.prune_cmd import MaxUnusedOpt, run_prune
-from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot, snapshot_doc
+from safehold.cli.snapshots_cmd import (
+    HostOpt,
+    PathOpt,
+    TagOpt,
+    group_title,
+    resolve_snapshot,
+    snapshot_doc,
+)
 from safehold.errors import InvalidArgument
 from safehold.ops.prune import parse_max_unused
 from safehold.ops.retention import (
@@ -140,17 +147,6 @@ def _group_doc(result: GroupResult, by_id: bool) -> dict[str, object]:
     }
 
 
-def _group_title(key: GroupKey) -> str:
-    parts = []
-    if key.hostname is not None:
-        parts.append(f"host {key.hostname}")
-    if key.paths is not None:
-        parts.append(f"paths {', '.join(key.paths)}")
-    if key.tags is not None:
-        parts.append(f"tags {','.join(key.tags) or '(none)'}")
-    return "snapshots of " + "; ".join(parts) if parts else "snapshots"
-
-
 def _print_results(results: list[GroupResult], dry_run: bool, pruning: bool) -> None:
     from rich.table import Table
 
@@ -158,7 +154,7 @@ def _print_results(results: list[GroupResult], dry_run: bool, pruning: bool) -> 
         table = Table(
             "ID", "Time", "Host", "Tags", "Action", "Reasons", box=None, title_justify="left"
         )
-        table.title = _group_title(result.key)
+        table.title = group_title(result.key)
         for d in sorted(result.decisions, key=lambda d: (d.snapshot.datetime, d.snapshot.id)):
             table.add_row(
                 d.snapshot.short_id,
