@@ -23,8 +23,10 @@ __all__ = [
     "SnapshotNotFound",
     "StoreError",
     "StoreRetriesExhausted",
+    "StoreUnreachable",
     "TransientStoreError",
     "WrongPassword",
+    "WrongPasswordFrom",
 ]
 
 
@@ -61,6 +63,14 @@ class TransientStoreError(StoreError):
     """Temporary storage failure on {0}: {1}"""
 
 
+class StoreUnreachable(TransientStoreError):
+    """cannot reach {0} ({1})"""
+
+    # No connection at all (refused, unknown host, connect timeout): retried like any
+    # transient failure, and after the last attempt raised again with the attempts added.
+    # The store client's own text is the cause (`--verbose` prints it).
+
+
 class StoreRetriesExhausted(StoreError):
     """{0}: gave up on {1} after {2} attempts over {3} s; last error: {4}"""
 
@@ -85,6 +95,10 @@ class WrongPassword(SafeholdError):
     """Wrong password: no key of repository {0} opens with it"""
 
     exit_code = 12
+
+
+class WrongPasswordFrom(WrongPassword):
+    """Wrong password from {1}: no key of repository {0} opens with it"""
 
 
 class CorruptObject(SafeholdError):

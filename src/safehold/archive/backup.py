@@ -73,6 +73,21 @@ def normalize_paths(paths: list[str]) -> list[bytes]:
     return result
 
 
+def split_missing(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The paths that exist, and (path as given, why) for each one that cannot be looked at:
+    a snapshot records only what was read, and an error names the argument itself."""
+    present: list[str] = []
+    missing: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            os.lstat(path)
+        except OSError as exc:
+            missing.append((path, exc.strerror or str(exc)))
+        else:
+            present.append(path)
+    return present, missing
+
+
 class Archiver:
     def __init__(
         self,
@@ -118,6 +133,7 @@ class Archiver:
             except OSError:
                 continue
         if not self._root_devices:
+            # each vanished after split_missing saw it
             raise InvalidArgument("none of the paths to back up exists; nothing recorded")
         # Each directory level costs three Python frames; a path of 4096 bytes can be
         # 2048 levels deep. Python 3.11 calls between Python functions use no C stack.

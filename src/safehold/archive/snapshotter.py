@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from safehold import __version__
-from safehold.archive.backup import Archiver, BackupStats, count_totals, normalize_paths
+from safehold.archive.backup import (
+    Archiver,
+    BackupStats,
+    count_totals,
+    normalize_paths,
+    split_missing,
+)
 from safehold.archive.excludes import Excluder
 from safehold.archive.metadata import user_name
 from safehold.archive.progress import NullProgress, Progress
@@ -74,13 +80,20 @@ def run_backup(
     hostname = request.hostname or socket.gethostname()
     snapshot_time = format_time(parse_time(request.time)) if request.time else now()
     excluder = Excluder(request.excludes or [], request.exclude_caches)
+    missing: list[tuple[str, str]] = []
     if request.stdin is not None:
         name = request.stdin_filename
         paths = [os.fsencode(name if name.startswith("/") else "/" + name)]
     elif request.paths:
-        paths = normalize_paths(request.paths)
+        present, missing = split_missing(request.paths)
+        if not present:
+            named = "; ".join(f"{path}: {why}" for path, why in missing)
+            raise InvalidArgument(f"nothing to back up, nothing recorded: {named}")
+        paths = normalize_paths(present)
     else:
         raise InvalidArgument("nothing to back up: give at least one path, or --stdin")
+    for path, why in missing:  # counted with the unreadable files: the backup exits 3
+        progress.error(path, why)
     path_texts = [os.fsdecode(p) for p in paths]
     parent = _parent_snapshot(repo, request, hostname, path_texts)
     stop_counting = threading.Event()
@@ -99,6 +112,7 @@ def run_backup(
                 progress=progress,
                 parent_started_ns=_started_ns(parent),
             )
+            archiver.stats.errors.extend(missing)
             if request.stdin is not None:
                 tree = archiver.backup_stream(request.stdin, paths[0])
             else:

@@ -65,12 +65,18 @@ def main(
         bool,
         typer.Option("--no-cache", help="Do not use the local cache of a remote repository."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="On an error, also print what caused it (e.g. the store's reply)."
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
 ) -> None:
     """Global options may also be given after the command name, as with restic."""
-    del version  # handled eagerly by its callback
+    del version, verbose  # --version: its callback; --verbose: read by cli/main.py
     ctx.obj = Settings(
         repo=repo,
         password_file=password_file,

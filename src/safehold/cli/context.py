@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Literal
 
-from safehold.errors import InvalidArgument
+from safehold.errors import InvalidArgument, WrongPassword, WrongPasswordFrom
 from safehold.repo.cache import DocumentCache
 from safehold.repo.keys import DEFAULT_KDF, KdfParams
 from safehold.repo.lock import RepoLock, acquire
@@ -20,6 +20,9 @@ from safehold.storage import ObjectStore, open_store
 __all__ = ["Settings", "parse_wait"]
 
 EMPTY_PASSWORD = "an empty password is not allowed"
+# Where the password is taken from, first found first (README "Using it"): a file, then a
+# command, then the variable, then a prompt on a terminal.
+PASSWORD_VARIABLES = ("SAFEHOLD_PASSWORD_FILE", "SAFEHOLD_PASSWORD_COMMAND", "SAFEHOLD_PASSWORD")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Settings:
     connections: int | None = None  # None: the store's default
     resources: ExitStack = field(default_factory=ExitStack)
     lock: RepoLock | None = None
+    password_origin: str = "the prompt"  # where the last password read came from
 
     def location(self) -> str:
         location = self.repo or os.environ.get("SAFEHOLD_REPOSITORY")
@@ -53,9 +57,12 @@ class Settings:
         return password
 
     def _read_password(self, confirm: bool) -> bytes:
-        """From a file, a command, the environment, or a prompt on a terminal, in that order."""
+        """From --password-file, SAFEHOLD_PASSWORD_FILE, SAFEHOLD_PASSWORD_COMMAND,
+        SAFEHOLD_PASSWORD, or a prompt on a terminal: the first one given wins."""
         path = self.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
         if path:
+            flag = "--password-file" if self.password_file else "SAFEHOLD_PASSWORD_FILE"
+            self.password_origin = _origin(f"{flag} {path}", PASSWORD_VARIABLES[1:])
             try:
                 with open(path, "rb") as f:
                     return f.read().rstrip(b"\r\n")
@@ -63,9 +70,12 @@ class Settings:
                 raise InvalidArgument(f"cannot read password file {path}: {exc.strerror}") from None
         command = os.environ.get("SAFEHOLD_PASSWORD_COMMAND")
         if command:
+            self.password_origin = _origin("SAFEHOLD_PASSWORD_COMMAND", PASSWORD_VARIABLES[2:])
             return _run_password_command(command)
         if "SAFEHOLD_PASSWORD" in os.environ:
+            self.password_origin = "SAFEHOLD_PASSWORD"
             return os.environ["SAFEHOLD_PASSWORD"].encode()
+        self.password_origin = "the prompt"
         return prompt_password("Repository password: ", confirm=confirm)
 
     def open_repository(
@@ -77,7 +87,12 @@ class Settings:
         us an index naming packs it deleted.
         """
         location = self.location()
-        repo = Repository.open(self.open_store(location), self.password())
+        store = self.open_store(location)
+        password = self.password()
+        try:
+            repo = Repository.open(store, password)
+        except WrongPassword:
+            raise WrongPasswordFrom(location, self.password_origin) from None
         if "://" in location and not self.no_cache:  # a local repository needs no cache
             repo.cache = DocumentCache.for_repository(repo.config.id)
         if lock == "exclusive" or (lock == "shared" and not self.no_lock):
@@ -150,6 +165,15 @@ def kdf_params(memory_kib: int | None, iterations: int | None) -> KdfParams:
         iterations=iterations or DEFAULT_KDF.iterations,
         parallelism=DEFAULT_KDF.parallelism,
     )
+
+
+def _origin(used: str, also_set: tuple[str, ...]) -> str:
+    """``used``, naming the variables that are set too but come later."""
+    ignored = [name for name in also_set if name in os.environ]
+    if not ignored:
+        return used
+    verb = "is set too but comes" if len(ignored) == 1 else "are set too but come"
+    return f"{used} ({' and '.join(ignored)} {verb} later)"
 
 
 def _has_tty() -> bool:

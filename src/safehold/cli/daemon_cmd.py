@@ -14,6 +14,7 @@ from safehold.cli.policy_file import ConfigOpt, load_config
 from safehold.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from safehold.dr.policy import Policy
     from safehold.service.history import JobRun
 
 __all__ = ["daemon", "jobs"]
@@ -51,28 +52,60 @@ def jobs(
     ] = None,
     outcome: Annotated[
         str | None,
-        typer.Option("--outcome", help="Only runs that ended so: success, failed, ..."),
+        typer.Option(
+            "--outcome",
+            help="Only runs with this outcome: running, success, partial, failed,"
+            " interrupted or cancelled.",
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N runs.")] = 30,
 ) -> None:
-    """The daemon's job history, newest first: start, end, outcome, bytes, snapshot, error."""
-    from safehold.service.history import JobHistory
+    """The daemon's job history, newest first: start, end, outcome, bytes, snapshot, error.
+
+    With --json each run also carries its commands' JSON summaries (`summaries`).
+    """
+    from safehold.service.history import OUTCOMES, JobHistory
     from safehold.service.paths import HISTORY_FILE, state_dir
 
     s = settings(ctx)
     path, policy = load_config(config)
+    if outcome is not None and outcome not in OUTCOMES:
+        raise InvalidArgument(f"unknown outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
     history_path = state_dir(policy, path) / HISTORY_FILE
     if not history_path.exists():
         raise InvalidArgument(f"no job history at {history_path}: has the daemon run?")
     history = JobHistory(history_path, readonly=True)
     try:
         runs = history.runs(limit=limit, job=job, outcome=outcome)
+        if job is not None and not runs and history.last(job) is None:
+            _unknown_job(policy, job)
     finally:
         history.close()
     if s.json:
-        print_json({"message_type": "jobs", "runs": [run.to_dict() for run in runs]})
+        print_json({"message_type": "jobs", "runs": [_run_document(run) for run in runs]})
         return
     out().print(render_runs(runs), markup=False, end="")
+
+
+def _unknown_job(policy: Policy, job: str) -> None:
+    """A job name with no run that the policy does not define either: say so, and list them."""
+    from safehold.dr.jobs import archiver_jobs, replica_after_backup
+    from safehold.dr.schedule import JobId, scheduled_jobs
+
+    names = {str(found) for found, _ in scheduled_jobs(policy)}
+    names.update(str(found) for found in archiver_jobs(policy))
+    for repository in policy.repositories:
+        for location in replica_after_backup(policy, repository):
+            names.add(str(JobId("replicate", repository, location)))
+    if job not in names:
+        known = ", ".join(repr(name) for name in sorted(names)) or "none"
+        raise InvalidArgument(f"no job named {job!r} in the policy; its jobs: {known}")
+
+
+def _run_document(run: JobRun) -> dict[str, object]:
+    """A run as JSON, with the JSON summary each of its commands printed."""
+    details = run.details or {}
+    return {**run.to_dict(), "summaries": details.get("commands", [])}
 
 
 def render_runs(runs: list[JobRun]) -> str:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 failure; 3 snapshot made but some files could not be read;
 5 `status`: a service outside its objectives; 10 repository missing; 11 repository locked
-(or a daemon already running the policy); 12 wrong password; 130 interrupted.
+(or a daemon already running the policy); 12 wrong password; 130 interrupted (Ctrl-C,
+SIGTERM or SIGHUP, as restic exits 130 on an interrupt).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from typing import NoReturn
 from safehold.errors import Interrupted, SafeholdError
 
 # Only light imports up here: the commands (typer, rich, cryptography...) take ~0.15 s to
-# import, and run() installs the Ctrl-C handler first, so an early Ctrl-C exits 130 too.
+# import, and run() installs the signal handlers first, so an early Ctrl-C exits 130 too.
 
 __all__ = ["run"]
 
 EXIT_USAGE = 1  # as restic: a usage error is a failure like any other
 SWITCH_INTERVAL = 0.0005
-GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock", "--no-cache"}
+GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock", "--no-cache", "--verbose"}
 COMMAND_MODULES = {
     "backup": "backup_cmd",
     "snapshots": "snapshots_cmd",
@@ -78,12 +79,30 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+# What `timeout`, systemd, `kill` and container runtimes send, and a closed terminal: each
+# stops a command as Ctrl-C does (locks released, packs written so far indexed, no snapshot).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    # Once: a second signal must not cut the clean-up (indexing written packs, unlocking)
+    # short. SIGKILL remains for a clean-up that hangs.
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is _interrupt:
+            signal.signal(signum, signal.SIG_IGN)
     raise Interrupted()
 
 
+def _install_stop_handlers() -> None:
+    for signum in STOP_SIGNALS:
+        # a SIGHUP ignored by our parent (nohup) stays ignored
+        if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        signal.signal(signum, _interrupt)
+
+
 def run(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGINT, _interrupt)
+    _install_stop_handlers()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     # The walk holds the GIL while zstd/AES/BLAKE3 threads release and retake it; with the
     # default 5 ms switch interval each retake waits, and a first backup ran at 158 MB/s
@@ -92,6 +111,8 @@ def run(argv: list[str] | None = None) -> None:
     try:
         code = _dispatch(args)
     except SafeholdError as exc:
+        if "--verbose" in args:
+            _print_causes(exc)
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:  # Python's own handler, before run() replaced it
         _fail(str(Interrupted()), Interrupted.exit_code)
@@ -139,6 +160,17 @@ def _command_name(args: list[str]) -> str | None:
         else:
             return arg
     return None
+
+
+def _print_causes(exc: BaseException) -> None:
+    """--verbose: what led to the error (e.g. a store client's own text), oldest first."""
+    causes = []
+    cause = exc.__cause__
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__
+    for cause in reversed(causes):
+        sys.stderr.write(f"caused by {type(cause).__name__}: {str(cause).strip()}\n")
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -44,7 +44,8 @@ def status(
 
     Exit codes: 0 every service is within its objectives; 5 at least one is not (a source
     never backed up, or its exposure above the RPO: it can gate a deployment or feed a
-    monitoring check); 1 the policy is not valid (one line per problem).
+    monitoring check); 1 the policy is not valid (one line per problem). With --quiet
+    nothing is printed: the exit code alone answers.
     """
     from safehold.dr.status import evaluate
 
@@ -58,7 +59,7 @@ def status(
             history.close()
     if s.json:
         print_json({**result.to_dict(), "config": path})
-    else:
+    elif not s.quiet:  # --quiet: the exit code alone, for `status --quiet || page-someone`
         out().print(render_status(result, policy.daemon.timezone), markup=False, end="")
     if not result.within_objectives:
         raise typer.Exit(EXIT_OUTSIDE_OBJECTIVES)

@@ -5,7 +5,7 @@ due or a job ends; each job runs in a thread of its own that starts the safehold
 of the job as child processes and waits for them; archivers have their supervisor; the
 protection status is evaluated on its own thread every ``status_interval``.
 
-Stopping (SIGTERM or Ctrl-C): nothing new starts; running jobs get ``stop_grace`` to end
+Stopping (SIGTERM, SIGHUP or Ctrl-C): nothing new starts; running jobs get ``stop_grace`` to end
 on their own, then are interrupted as by Ctrl-C (a backup stopped so writes no snapshot:
 its data without a snapshot is garbage that prune removes), then killed. A second daemon
 on the same policy (same state directory) finds the lock taken and refuses to start.
@@ -161,8 +161,8 @@ class Daemon:
             log.info("received %s: stopping", signal.Signals(signum).name)
             self.stop()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, handler)
 
     def run(self) -> None:
         self._lock.acquire()

@@ -27,6 +27,7 @@ from safehold.errors import (
     InvalidArgument,
     NotFound,
     StoreError,
+    StoreUnreachable,
     TransientStoreError,
 )
 from safehold.storage.base import ObjectInfo
@@ -66,6 +67,15 @@ _CONNECTION_HINTS = (
     "reset by peer",
     "incomplete message",
     "error decoding response body",
+)
+_ENDPOINT = re.compile(r"\b(https?://[^/\s?,)]+)")
+# What a failed connection looked like, in the client's debug text → in words
+_UNREACHABLE_REASONS = (
+    ("ConnectionRefused", "connection refused"),
+    ("dns error", "host name not found"),
+    ("TimedOut", "connection timed out"),
+    ("ConnectionReset", "connection reset"),
+    ("certificate", "TLS certificate not accepted"),
 )
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -328,6 +338,8 @@ class ObstoreStore:
                 f"access denied to {self.where} ({code or status or 'forbidden'}) on {action}"
                 f" {key!r}: {self.credentials_hint}"
             )
+        if status is None and "kind: Connect" in text:
+            return StoreUnreachable(*_unreachable(text, self.where))
         detail = f"{action} {key!r}" if key else action
         detail = f"{detail}: {code or first_line(exc)}"
         if (status is not None and (status >= 500 or status in (408, 429))) or (
@@ -335,6 +347,13 @@ class ObstoreStore:
         ):
             return TransientStoreError(self.where, detail)
         return StoreError(f"{self.where}: cannot {detail}")
+
+
+def _unreachable(text: str, where: str) -> tuple[str, str]:
+    """(the endpoint, why no connection was made) from the client's error text."""
+    endpoint = m.group(1) if (m := _ENDPOINT.search(text)) else where
+    reason = next((why for hint, why in _UNREACHABLE_REASONS if hint in text), "no connection")
+    return endpoint, reason
 
 
 def _past_the_end(exc: BaseException) -> bool:

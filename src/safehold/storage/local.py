@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from safehold.errors import AlreadyExists, NotFound, StoreError
+from safehold.errors import AlreadyExists, NotARepository, NotFound, StoreError
 from safehold.storage.base import ObjectInfo
 
 __all__ = ["LocalStore"]
@@ -26,7 +26,11 @@ class LocalStore:
         self._made_dirs: set[Path] = set()
 
     def exists(self) -> bool:
-        return self.root.is_dir()
+        if self.root.is_dir():
+            return True
+        if self.root.exists():  # a file where the repository's directory should be
+            raise NotARepository(self.location, "it is a file, not a directory")
+        return False
 
     def create(self) -> None:
         try:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from safehold.errors import StoreRetriesExhausted, TransientStoreError
+from safehold.errors import StoreRetriesExhausted, StoreUnreachable, TransientStoreError
 
 __all__ = ["DEFAULT_ATTEMPTS", "RetryPolicy"]
 
@@ -63,6 +63,10 @@ class RetryPolicy:
             except TransientStoreError as exc:
                 if attempt == self.attempts:
                     elapsed = time.monotonic() - started
+                    if isinstance(exc, StoreUnreachable):
+                        plural = "s" if self.attempts != 1 else ""
+                        tries = f"{self.attempts} attempt{plural} over {elapsed:.1f} s"
+                        raise StoreUnreachable(exc.args[0], f"{exc.args[1]}; {tries}") from exc
                     raise StoreRetriesExhausted(
                         where,
                         f"{action} {key!r}" if key else action,
