@@ -16,13 +16,14 @@ def test_promoted_cluster_archives_a_new_timeline_and_restores_from_it(pg_env: P
     primary.wait_archived()
     primary.stop()  # the primary is lost
 
-    promoted, proc = pg_env.restore("promoted")  # archiving stays on: it is the new primary
+    promoted, proc = pg_env.restore("promoted", "--promote-as-primary")
     assert json.loads(proc.stdout)["timeline"] == 2
     promoted.sql("INSERT INTO t SELECT 'b', g FROM generate_series(1, 100) g")
     promoted.wait_archived()
     system_id = old_backup["source"]["system_id"]
     names = {p.name for p in (pg_env.repo / "wal" / system_id).iterdir()}
     assert "00000002.history" in names
+    assert "00000002.lineage" in names  # claimed by `wal-push --primary`: production
     assert any(n.startswith("00000002") and len(n) == 24 for n in names)
 
     # from the old base backup (timeline 1), following the history to timeline 2

@@ -109,6 +109,13 @@ def wal_push(
     timeout: Annotated[
         float, typer.Option("--timeout", help="With --spool: seconds to wait.")
     ] = 60.0,
+    primary: Annotated[
+        bool,
+        typer.Option(
+            "--primary",
+            help="This cluster is the new primary: a timeline it creates is production's.",
+        ),
+    ] = False,
 ) -> None:
     """archive_command: store one WAL file (idempotent; differing content fails)."""
     if spool is not None:  # asynchronous: the wal-pusher uploads, we wait for its mark
@@ -118,8 +125,9 @@ def wal_push(
         if problem:
             raise InvalidArgument(problem)
         return
+    from safehold.sources.postgres.lineage import claim_timeline
     from safehold.sources.postgres.walarchive import push_wal
-    from safehold.sources.postgres.walnames import read_system_id
+    from safehold.sources.postgres.walnames import parse_wal_name, read_system_id
 
     s = settings(ctx)
     system_id = read_system_id(pgdata)
@@ -127,11 +135,13 @@ def wal_push(
     with open(full, "rb") as f:
         data = f.read()
     repo = s.open_repository(load_index=False)
-    stored = push_wal(repo, system_id, os.path.basename(path), data)
+    name = os.path.basename(path)
+    stored = push_wal(repo, system_id, name, data)
+    parsed = parse_wal_name(name)
+    if primary and parsed is not None and parsed.kind == "history":
+        claim_timeline(repo, system_id, parsed.timeline)
     if not s.quiet and not stored:
-        sys.stderr.write(
-            f"safehold: {os.path.basename(path)} was already archived (same content)\n"
-        )
+        sys.stderr.write(f"safehold: {name} was already archived (same content)\n")
 
 
 @pg_app.command("wal-pusher")
@@ -203,13 +213,26 @@ def restore(
     ] = False,
     system_id: Annotated[str | None, typer.Option("--system-id", help="Which cluster.")] = None,
     timeline: Annotated[
-        str, typer.Option("--timeline", help="latest, current or a number.")
-    ] = "latest",
+        str | None,
+        typer.Option(
+            "--timeline",
+            help="Default: production's lineage. A number, current (the backup's) or latest.",
+        ),
+    ] = None,
     tablespace: Annotated[
         list[str] | None, typer.Option("--tablespace-map", help="OLD=NEW tablespace location.")
     ] = None,
+    promote_as_primary: Annotated[
+        bool,
+        typer.Option(
+            "--promote-as-primary",
+            help="It becomes the new primary: archive into this repository, on a timeline "
+            "later restores follow. Default: a side copy that does not archive.",
+        ),
+    ] = False,
     no_archive: Annotated[
-        bool, typer.Option("--no-archive", help="Set archive_mode = off in the restored cluster.")
+        bool,
+        typer.Option("--no-archive", help="The default (archive_mode = off); kept for scripts."),
     ] = False,
     safehold_command: Annotated[
         str | None,
@@ -227,18 +250,22 @@ def restore(
     ] = 3600,
 ) -> None:
     """Restore a base backup into --target-dir and set up recovery to the target."""
-    from safehold.sources.postgres.catalog import RecoveryTarget, choose_backup
+    from safehold.sources.postgres.catalog import RecoveryTarget
     from safehold.sources.postgres.recovery import (
         RecoveryOptions,
+        archive_command_for,
         restore_base,
         restore_command_for,
         start_and_wait,
     )
-    from safehold.sources.postgres.status import pg_bin_dir, wal_gaps_after
+    from safehold.sources.postgres.recovery_plan import check_reached, plan_recovery
+    from safehold.sources.postgres.status import wal_gaps_after
 
     s = settings(ctx)
     if not target_dir:
         raise InvalidArgument("--target-dir is required")
+    if promote_as_primary and no_archive:
+        raise InvalidArgument("--promote-as-primary archives, --no-archive does not: give one")
     given = [t for t in (to_time, to_lsn, to_xid, to_name) if t is not None]
     if len(given) + int(to_latest) > 1:
         raise InvalidArgument(
@@ -250,38 +277,42 @@ def restore(
         to_time = format_time(parse_time(to_time))
     target = RecoveryTarget(time=to_time, lsn=to_lsn, xid=to_xid, name=to_name)
     repo = s.open_repository(lock="shared")
-    snap = choose_backup(repo.list_snapshots(), target, snapshot, system_id)
+    plan = plan_recovery(repo, target, snapshot, system_id, timeline, inclusive=not exclusive)
+    snap = plan.snapshot
     if target.kind == "latest":
-        gaps = wal_gaps_after(repo, snap)
+        gaps = wal_gaps_after(repo, snap, lineage=plan.lineage)
         if gaps:
             raise InvalidArgument(
                 f"WAL segment {gaps[0]} is missing from the archive: recovery to the latest "
                 "point would stop silently before it; give --to-time/--to-lsn before the gap"
             )
     command = safehold_command or _default_safehold_command()
+    password_file = s.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
     options = RecoveryOptions(
         target_dir=target_dir,
-        target=target,
-        restore_command=restore_command_for(
-            command, s.location(), s.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
-        ),
-        timeline=str(snap.source.get("timeline")) if timeline == "current" else timeline,
+        target=plan.stop,
+        restore_command=restore_command_for(command, s.location(), password_file),
+        timeline=plan.timeline,
         tablespace_map=dict(t.split("=", 1) for t in tablespace or []),
-        archive=not no_archive,
+        archive_command=(
+            archive_command_for(command, s.location(), password_file)
+            if promote_as_primary
+            else None
+        ),
         port=port,
-        inclusive=not exclusive,
+        inclusive=plan.inclusive,
     )
     result = restore_base(repo, snap, options, ErrorPrinter(s.json))
     if start:
         conninfo = f"host={socket_host} port={port or 5432} dbname=postgres user=postgres"
-        start_and_wait(
-            result,
-            os.path.abspath(target_dir),
-            pg_bin_dir(int(snap.source.get("version", 0))),
-            conninfo,
-            timeout,
-            repo,
-        )
+        start_and_wait(result, os.path.abspath(target_dir), plan.pg_bin, conninfo, timeout, repo)
+        check_reached(repo, plan, result.reached_time, result.reached_lsn)
+    archiving = (
+        f"archives into {s.location()} as the new primary"
+        if promote_as_primary
+        else "does not archive (archive_mode = off): a side copy; "
+        "restore with --promote-as-primary to make it the new primary"
+    )
     doc = {
         "message_type": "summary",
         "snapshot_id": snap.id,
@@ -289,6 +320,10 @@ def restore(
         "backup_stop_time": snap.source.get("stop_time"),
         "target": target.kind,
         "target_value": getattr(target, target.kind, None) if target.kind != "latest" else None,
+        "recovery_target": {plan.stop.kind: getattr(plan.stop, plan.stop.kind, None)},
+        "recovery_target_timeline": plan.timeline,
+        "lineage": plan.lineage.timelines,
+        "note": plan.note,
         "target_dir": os.path.abspath(target_dir),
         "files_restored": result.restore.files_restored,
         "bytes_written": result.restore.bytes_written,
@@ -296,21 +331,27 @@ def restore(
         "started": result.started,
         "reached_time": result.reached_time,
         "reached_lsn": result.reached_lsn,
+        "reached": result.reached if result.started else None,
         "timeline": result.timeline,
         "recovery_seconds": round(result.recovery_seconds, 3),
+        "archiving": "primary" if promote_as_primary else "off",
     }
     if s.json:
         print_json(doc)
     elif not s.quiet:
         out().print(
             f"restored base backup {snap.short_id} ({doc['backup_type']}, ended "
-            f"{doc['backup_stop_time']}) to {doc['target_dir']} in {doc['restore_seconds']}s"
+            f"{doc['backup_stop_time']}) to {doc['target_dir']} in {doc['restore_seconds']}s, "
+            f"following timelines {plan.lineage.describe()}"
         )
+        if plan.note:
+            out().print(plan.note)
         if result.started:
             out().print(
-                f"recovery done in {doc['recovery_seconds']}s: reached {result.reached_time} "
-                f"(LSN {result.reached_lsn}, timeline {result.timeline}); the cluster is running"
+                f"recovery done in {doc['recovery_seconds']}s: reached {result.reached}, "
+                f"now on timeline {result.timeline}; the cluster is running"
             )
+        out().print(f"the restored cluster {archiving}")
 
 
 def _default_safehold_command() -> str:

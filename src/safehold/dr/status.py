@@ -265,15 +265,15 @@ def _wal_time(repo: Repository, snap: Snapshot, history: History | None) -> date
     """The newest commit in the WAL archived without a gap after ``snap``'s start; cached in
     history per newest segment name, as reading a segment means fetching and pg_waldump."""
     from safehold.sources.postgres.catalog import segment_size_of, start_segno
+    from safehold.sources.postgres.lineage import lineage_segments, production_lineage
     from safehold.sources.postgres.walarchive import list_wal
 
     system_id = str(snap.source["system_id"])
     seg_size = segment_size_of(snap)
-    by_segno: dict[int, str] = {}
-    for wal in list_wal(repo.store, system_id):
-        n = wal.segno(seg_size)
-        if wal.kind == "segment" and (n not in by_segno or wal.name > by_segno[n]):
-            by_segno[n] = wal.name  # of two timelines the higher (its name sorts later)
+    files = list(list_wal(repo.store, system_id))
+    # production's timelines only: a restored copy's WAL is not this service's recovery point
+    lineage = production_lineage(repo, system_id, files=files)
+    by_segno = {n: w.name for n, w in lineage_segments(lineage, files, seg_size).items()}
     first = last = start_segno(snap)
     if first not in by_segno:
         return None

@@ -33,8 +33,10 @@ from safehold.sources.postgres.status import wal_gaps_after
 __all__ = [
     "RecoveryOptions",
     "RecoveryResult",
+    "archive_command_for",
     "recovery_settings",
     "restore_base",
+    "restore_command_for",
     "start_and_wait",
 ]
 
@@ -43,14 +45,23 @@ LOG_NAME = "safehold-recovery.log"
 
 @dataclass
 class RecoveryOptions:
+    """How the restored cluster is set up (``RecoveryPlan`` gives target and timeline).
+
+    ``archive_command`` None (the default) makes a side copy: ``archive_mode = off``, so
+    it never archives into the repository, whose later restores it could otherwise
+    divert. Set it (``archive_command_for``) only when the restored cluster becomes the
+    new primary. ``settings`` are further postgresql.auto.conf lines (a sandbox's socket).
+    """
+
     target_dir: str
     target: RecoveryTarget
     restore_command: str
-    timeline: str = "latest"
+    timeline: str
     tablespace_map: dict[str, str] = field(default_factory=dict)
-    archive: bool = True
+    archive_command: str | None = None
     port: int | None = None
     inclusive: bool = True
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +74,16 @@ class RecoveryResult:
     reached_lsn: str | None = None
     timeline: int | None = None
     recovery_seconds: float = 0.0
+
+    @property
+    def reached(self) -> str:
+        """The point reached, in words."""
+        if self.reached_time is not None:
+            return f"the transaction committed at {self.reached_time} (LSN {self.reached_lsn})"
+        return (
+            f"the end of the base backup's WAL at LSN {self.reached_lsn}: no transaction "
+            "committed after the backup was replayed"
+        )
 
 
 def restore_base(
@@ -140,11 +161,14 @@ def recovery_settings(options: RecoveryOptions) -> dict[str, str]:
         settings[f"recovery_target_{t.kind}"] = str(getattr(t, t.kind))
         settings["recovery_target_action"] = "promote"
         settings["recovery_target_inclusive"] = "on" if options.inclusive else "off"
-    if not options.archive:
+    if options.archive_command is None:
         settings["archive_mode"] = "off"
+    else:
+        settings["archive_mode"] = "on"
+        settings["archive_command"] = options.archive_command
     if options.port is not None:
         settings["port"] = str(options.port)
-    return settings
+    return settings | options.settings
 
 
 def _write_recovery_settings(pgdata: str, settings: dict[str, str]) -> None:
@@ -235,12 +259,15 @@ def _query_state(conninfo: str) -> dict[str, Any] | None:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
             row = conn.execute(
                 "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp(),"
-                " pg_last_wal_replay_lsn()::text, timeline_id FROM pg_control_checkpoint()"
+                " pg_last_wal_replay_lsn()::text, CASE WHEN pg_is_in_recovery() THEN NULL"
+                " ELSE pg_walfile_name(pg_current_wal_lsn()) END"
             ).fetchone()
     except psycopg.Error:
         return None
     assert row is not None
-    return {"in_recovery": row[0], "replay_time": row[1], "lsn": row[2], "timeline": row[3]}
+    # the timeline written now (after a promotion the checkpoint may still name the old one)
+    timeline = int(row[3][:8], 16) if row[3] else None
+    return {"in_recovery": row[0], "replay_time": row[1], "lsn": row[2], "timeline": timeline}
 
 
 def _recovery_failure(result: RecoveryResult, repo: Repository, log_path: str) -> PostgresError:
@@ -252,6 +279,12 @@ def _recovery_failure(result: RecoveryResult, repo: Repository, log_path: str) -
     except OSError:
         lines = []
     reason = lines[-1] if lines else "the server stopped"
+    fetch_failure = _restore_command_failure(log_path)
+    if fetch_failure:  # its own words say why, PostgreSQL's FATAL only what followed
+        return PostgresError(
+            f"recovery failed: the restore_command failed: {fetch_failure}; the server "
+            f"said: {reason} (log: {log_path})"
+        )
     if gaps:
         return PostgresError(
             f"recovery failed: WAL segment {gaps[0]} is missing from the archive or "
@@ -260,12 +293,36 @@ def _recovery_failure(result: RecoveryResult, repo: Repository, log_path: str) -
     return PostgresError(f"recovery failed: {reason} (log: {log_path})")
 
 
+def _restore_command_failure(log_path: str) -> str | None:
+    """The last error the restore_command (safehold wal-fetch) printed, other than a file
+    not being archived (PostgreSQL asks for files that may not exist, by design)."""
+    found = None
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                if line.startswith("safehold: ") and "is not in the repository" not in line:
+                    found = line.strip().removeprefix("safehold: ")
+    except OSError:
+        return None
+    return found
+
+
 def restore_command_for(safehold: str, location: str, password_file: str | None) -> str:
+    """restore_command: ``safehold … pg wal-fetch %f %p`` from this repository."""
+    return _safehold_command(safehold, location, password_file, ["wal-fetch", "%f", "%p"])
+
+
+def archive_command_for(safehold: str, location: str, password_file: str | None) -> str:
+    """archive_command of a cluster made the new primary: ``safehold … pg wal-push --primary
+    %p`` into this repository (synchronous: no spool of another host), claiming the
+    timeline it creates as production's."""
+    return _safehold_command(safehold, location, password_file, ["wal-push", "--primary", "%p"])
+
+
+def _safehold_command(
+    safehold: str, location: str, password_file: str | None, pg_args: list[str]
+) -> str:
     parts = [*shlex.split(safehold), "--repo", location]
     if password_file:
         parts += ["--password-file", os.path.abspath(password_file)]
-    return (
-        shlex.join([*parts, "pg", "wal-fetch", "%f", "%p"])
-        .replace("'%f'", "%f")
-        .replace("'%p'", "%p")
-    )
+    return shlex.join([*parts, "pg", *pg_args]).replace("'%f'", "%f").replace("'%p'", "%p")

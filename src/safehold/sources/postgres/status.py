@@ -1,17 +1,18 @@
 """What a repository can restore for each cluster: backups, archived WAL, gaps, windows.
 
-A segment missing from the archive while later ones exist is a gap: recovery cannot pass
-it, so it splits the restorable window. Times inside WAL are read with pg_waldump (the
-commit records' timestamps) from the last segment before each gap and the newest one.
+Everything is read along production's lineage (``lineage.py``): WAL of a timeline that
+is not production's (a restored copy that archived) is counted and named, never used for
+windows or the newest commit. A segment missing from the archive while later ones exist
+is a gap: recovery cannot pass it, so it splits the restorable window. Times inside WAL
+are read with pg_waldump (the commit records' timestamps) from the last segment before
+each gap and the newest one.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,14 +20,14 @@ from typing import Any
 from safehold.errors import SafeholdError
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, parse_time
-from safehold.sources import external
 from safehold.sources.postgres.catalog import backups_of, segment_size_of, start_segno
+from safehold.sources.postgres.lineage import Lineage, lineage_segments, production_lineage
 from safehold.sources.postgres.walarchive import fetch_wal, list_system_ids, list_wal
+from safehold.sources.postgres.waldump import segment_commits
 from safehold.sources.postgres.walnames import DEFAULT_SEGMENT_SIZE, WalName, segment_name
 
 __all__ = ["ClusterStatus", "cluster_status", "pg_bin_dir", "segment_runs", "wal_gaps_after"]
 
-COMMIT = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\S+)")
 LOOKBACK_SEGMENTS = 8
 
 
@@ -39,6 +40,10 @@ class ClusterStatus:
     wal_files: int = 0
     corrupt: list[str] = field(default_factory=list)
     timelines: list[int] = field(default_factory=list)
+    production_timeline: int | None = None
+    lineage: list[int] = field(default_factory=list)
+    lineage_recorded: bool = False
+    other_timelines: list[int] = field(default_factory=list)
     gaps: list[dict[str, Any]] = field(default_factory=list)
     windows: list[dict[str, Any]] = field(default_factory=list)
     newest_wal_time: str | None = None
@@ -63,17 +68,6 @@ def pg_bin_dir(version: int | None = None) -> str:
     return f"/usr/lib/postgresql/{candidates[-1]}/bin" if candidates else "/usr/bin"
 
 
-def _segments(files: list[WalName], seg_size: int) -> dict[int, WalName]:
-    """Archived full segments by number; of several timelines the highest wins."""
-    by_segno: dict[int, WalName] = {}
-    for w in files:
-        if w.kind == "segment":
-            seen = by_segno.get(w.segno(seg_size))
-            if seen is None or w.timeline > seen.timeline:
-                by_segno[w.segno(seg_size)] = w
-    return by_segno
-
-
 def segment_runs(segnos: list[int]) -> list[tuple[int, int]]:
     """Contiguous runs ``(first, last)`` of sorted segment numbers."""
     runs: list[tuple[int, int]] = []
@@ -85,15 +79,20 @@ def segment_runs(segnos: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def wal_gaps_after(repo: Repository, snap: Snapshot, verify: bool = False) -> list[str]:
-    """Names of segments missing between a backup's start and the newest archived segment.
+def wal_gaps_after(
+    repo: Repository, snap: Snapshot, verify: bool = False, lineage: Lineage | None = None
+) -> list[str]:
+    """Names of segments missing between a backup's start and the newest archived segment
+    of the lineage (production's unless given).
 
     With ``verify`` each segment is also read and decrypted; an unreadable one counts as
     missing (recovery cannot use it either).
     """
     seg_size = segment_size_of(snap)
     system_id = snap.source["system_id"]
-    by_segno = _segments(list(list_wal(repo.store, system_id)), seg_size)
+    files = list(list_wal(repo.store, system_id))
+    lineage = lineage or production_lineage(repo, system_id, files=files)
+    by_segno = lineage_segments(lineage, files, seg_size)
     first = start_segno(snap)
     if verify:
         _drop_unreadable(
@@ -101,10 +100,13 @@ def wal_gaps_after(repo: Repository, snap: Snapshot, verify: bool = False) -> li
         )
     present = sorted(n for n in by_segno if n >= first)
     missing: list[str] = []
-    expected, timeline = first, int(snap.source.get("timeline", 1))
+    expected = first
     for n in present:
-        missing += [segment_name(timeline, m, seg_size) for m in range(expected, n)]
-        expected, timeline = n + 1, by_segno[n].timeline
+        missing += [
+            segment_name(lineage.timeline_of_segment(m, seg_size), m, seg_size)
+            for m in range(expected, n)
+        ]
+        expected = n + 1
     return missing
 
 
@@ -123,22 +125,8 @@ def _drop_unreadable(
 
 def last_commit_time(repo: Repository, system_id: str, name: str, pg_bin: str) -> datetime | None:
     """The newest commit (or abort) time recorded in one archived segment."""
-    data = fetch_wal(repo, system_id, name)
-    with tempfile.TemporaryDirectory(prefix="safehold-waldump-") as tmp:
-        with open(os.path.join(tmp, name), "wb") as f:
-            f.write(data)
-        proc = external.run(
-            [os.path.join(pg_bin, "pg_waldump"), "-p", tmp, "-r", "Transaction", name], check=False
-        )
-    newest = None
-    for m in COMMIT.finditer(proc.stdout.decode(errors="replace")):
-        stamp = datetime.fromisoformat(m.group(1)).replace(
-            tzinfo=UTC if m.group(2) == "UTC" else None
-        )
-        if stamp.tzinfo is None:
-            stamp = stamp.astimezone()
-        newest = stamp
-    return newest
+    commits = segment_commits(repo, system_id, name, pg_bin)
+    return commits[-1].time if commits else None
 
 
 def _time_before(
@@ -171,9 +159,14 @@ def cluster_status(
     seg_size = segment_size_of(backups[-1]) if backups else DEFAULT_SEGMENT_SIZE
     pg_bin = pg_bin_dir(int(backups[-1].source.get("version", 0)) if backups else None)
     files = list(list_wal(repo.store, system_id))
-    by_segno = _segments(files, seg_size)
+    lineage = production_lineage(repo, system_id, snapshots, files)
+    by_segno = lineage_segments(lineage, files, seg_size)
     status = ClusterStatus(system_id, wal_files=len(files))
     status.timelines = sorted({w.timeline for w in files})
+    status.production_timeline = lineage.timeline
+    status.lineage = lineage.timelines
+    status.lineage_recorded = lineage.claimed
+    status.other_timelines = list(lineage.others)
     if verify:
         status.corrupt = _drop_unreadable(repo, system_id, dict(by_segno), by_segno)
     for b in backups:
@@ -191,14 +184,16 @@ def cluster_status(
     for (_, end), (nxt, _) in itertools.pairwise(runs):
         status.gaps.append(
             {
-                "first_missing": segment_name(by_segno[end].timeline, end + 1, seg_size),
-                "last_missing": segment_name(by_segno[end].timeline, nxt - 1, seg_size),
+                "first_missing": _lineage_name(lineage, end + 1, seg_size),
+                "last_missing": _lineage_name(lineage, nxt - 1, seg_size),
                 "segments": nxt - end - 1,
             }
         )
     for first, last in runs:
         usable = [
-            b for b in backups if first <= start_segno(b) <= last and parse_lsn_segno(b) <= last
+            b
+            for b in backups
+            if lineage.holds(b) and first <= start_segno(b) <= last and parse_lsn_segno(b) <= last
         ]
         if not usable:
             continue
@@ -221,6 +216,10 @@ def cluster_status(
                 ((now or datetime.now(UTC)) - newest).total_seconds(), 1
             )
     return status
+
+
+def _lineage_name(lineage: Lineage, segno: int, seg_size: int) -> str:
+    return segment_name(lineage.timeline_of_segment(segno, seg_size), segno, seg_size)
 
 
 def parse_lsn_segno(snap: Snapshot) -> int:
