@@ -14,8 +14,12 @@ __all__ = [
     "InvalidArgument",
     "InvalidPath",
     "LockLost",
+    "NoCopyReadable",
     "NotARepository",
     "NotFound",
+    "RecoveryFailed",
+    "RecoveryRefused",
+    "RecoveryUnhealthy",
     "RepositoryExists",
     "RepositoryLocked",
     "RepositoryMissing",
@@ -143,3 +147,23 @@ class LogConflict(SafeholdError):
     """{0} is already archived with different content; refusing to overwrite it"""
 
     exit_code = 2
+
+
+class RecoveryRefused(SafeholdError):
+    """Recovery refused, nothing was written: {0}"""
+
+
+class RecoveryFailed(SafeholdError):
+    """Recovery failed in step {0}: {1}"""
+
+
+class RecoveryUnhealthy(SafeholdError):
+    """The service came back but is not healthy: {0}"""
+
+    exit_code = 6
+
+
+class NoCopyReadable(SafeholdError):
+    """No copy of repository {0} can be read: {1}"""
+
+    exit_code = 10

@@ -1,9 +1,10 @@
 """Entry point: the only place that turns errors into messages and exit codes.
 
 Exit codes: 0 success; 1 failure; 3 snapshot made but some files could not be read;
-5 `status`: a service outside its objectives; 10 repository missing; 11 repository locked
-(or a daemon already running the policy); 12 wrong password; 130 interrupted (Ctrl-C,
-SIGTERM or SIGHUP, as restic exits 130 on an interrupt).
+5 `status`: a service outside its objectives; 6 `recover`: back, but a health check
+failed; 10 repository missing (or no copy of it readable); 11 repository locked (or a
+daemon already running the policy); 12 wrong password; 130 interrupted (Ctrl-C, SIGTERM
+or SIGHUP, as restic exits 130 on an interrupt).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ COMMAND_MODULES = {
     "status": "status_cmd",
     "daemon": "daemon_cmd",
     "jobs": "daemon_cmd",
+    "recover": "recover_cmd",
+    "cuts": "cuts_cmd",
+    "cut": "cuts_cmd",
 }
 GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock", "--connections"}
 

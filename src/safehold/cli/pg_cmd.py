@@ -27,13 +27,9 @@ UserOpt = Annotated[str | None, typer.Option("--user", "-U", help="Database user
 
 
 def _conninfo(dsn: str | None, host: str | None, port: int | None, user: str | None) -> str:
-    parts = [dsn or ""]
-    for key, value in (("host", host), ("port", port), ("user", user)):
-        if value is not None:
-            parts.append(f"{key}={shlex.quote(str(value))}")
-    if "dbname" not in (dsn or ""):
-        parts.append("dbname=postgres")
-    return " ".join(p for p in parts if p)
+    from safehold.sources.postgres.physical import conninfo_of
+
+    return conninfo_of(dsn, host, port, user)
 
 
 @pg_app.command("backup")

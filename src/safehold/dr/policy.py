@@ -25,6 +25,7 @@ from safehold.dr.fields import (
     Text,
     fail,
 )
+from safehold.dr.policy_recovery import Recovery
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import cron_error
 from safehold.errors import InvalidArgument
@@ -217,6 +218,7 @@ class Service(PolicyModel):
     retention: Retention = Retention()
     objectives: Objectives = Objectives()
     sources: list[Source] = Field(min_length=1)
+    recovery: Recovery = Recovery()  # how `safehold recover` brings it back (docs/recover.md)
 
 
 # -- the daemon -------------------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
     "ServiceStatus",
     "SourceStatus",
     "evaluate",
+    "log_recovery_point",
     "open_policy_repository",
 ]
 
@@ -335,7 +336,7 @@ def _binlog_time(repo: Repository, snap: Snapshot, history: History | None) -> d
     return found
 
 
-def _log_recovery_point(
+def log_recovery_point(
     repo: Repository, source: Source, snap: Snapshot, history: History | None
 ) -> tuple[datetime | None, str]:
     """(time of the newest archived transaction after ``snap``, where it came from)."""
@@ -375,7 +376,7 @@ def _fill_from_repository(
     status.recovery_point, status.recovery_point_from = snap.datetime, FROM_SNAPSHOT
     if _archives_logs(source):
         try:
-            moment, origin = _log_recovery_point(repo, source, snap, history)
+            moment, origin = log_recovery_point(repo, source, snap, history)
         except SafeholdError as exc:
             status.problem = f"archived logs unreadable: {_one_line(exc)}"
             return

@@ -35,6 +35,7 @@ __all__ = [
     "backup_redis",
     "redis_snapshots",
     "restore_redis",
+    "start_server",
 ]
 
 KIND = "redis"
@@ -149,7 +150,7 @@ def restore_redis(
             os.unlink(tmp)
     result = RedisRestore(snap, path, written)
     if start:
-        _start_server(directory, port, bind, timeout)
+        start_server(directory, port, bind, timeout)
         conn = RedisConn(host=bind, port=port)
         result.started, result.port = True, port
         result.keys = conn.info("keyspace")
@@ -157,7 +158,7 @@ def restore_redis(
     return result
 
 
-def _start_server(directory: str, port: int, bind: str, timeout: float) -> None:
+def start_server(directory: str, port: int, bind: str, timeout: float) -> None:
     external.run(
         [
             "redis-server",

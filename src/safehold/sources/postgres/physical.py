@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import socket
 import stat
 import time
@@ -43,6 +44,7 @@ __all__ = [
     "PgBackupRequest",
     "PostgresError",
     "connect",
+    "conninfo_of",
     "excludes_for",
     "query_one",
     "run_pg_backup",
@@ -87,6 +89,17 @@ class PgBackupRequest:
     tags: list[str] = field(default_factory=list)
     # raises if the repository lock has lapsed; called before the index and the snapshot
     ensure_locked: Callable[[], None] | None = None
+
+
+def conninfo_of(dsn: str | None, host: str | None, port: int | None, user: str | None) -> str:
+    """A libpq connection string from a DSN and separate settings (which win)."""
+    parts = [dsn or ""]
+    for key, value in (("host", host), ("port", port), ("user", user)):
+        if value is not None:
+            parts.append(f"{key}={shlex.quote(str(value))}")
+    if "dbname" not in (dsn or ""):
+        parts.append("dbname=postgres")
+    return " ".join(p for p in parts if p)
 
 
 def connect(conninfo: str) -> psycopg.Connection[Any]:

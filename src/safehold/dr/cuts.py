@@ -1,0 +1,151 @@
+"""Consistent cuts: a service's file-like sources and its databases' log positions, taken
+together, so that a recovery brings files and rows back from the same second.
+
+``record_cut`` backs up every source of the service that is not a database with archived
+logs at once (each with the very command the daemon runs for it), then, once the last
+has finished, marks each PostgreSQL cluster's WAL with ``pg_create_restore_point`` named
+after the cut and switches WAL so the mark is archived promptly. Every file a snapshot
+holds was read before the mark, so every row it depends on was committed before the mark
+too; the cut's skew (the mark against the earliest snapshot start) bounds the rest.
+
+A cut is one sealed JSON object ``cuts/<service>/<id>`` (docs/FORMAT.md §16), written
+create-if-absent like a WAL file, and copied to replicas with everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from safehold.dr.jobs import job_commands
+from safehold.dr.policy import Policy
+from safehold.dr.policy_sources import Source
+from safehold.dr.schedule import JobId
+from safehold.errors import InvalidArgument, NotFound, SafeholdError
+from safehold.repo.repository import Repository
+from safehold.repo.snapshot import format_time, parse_time
+
+__all__ = ["CutFailed", "find_cut", "list_cuts", "record_cut"]
+
+PREFIX = "cuts/"
+ARCHIVE_WAIT = 60.0
+
+
+class CutFailed(SafeholdError):
+    """No cut recorded for service {0}: {1}"""
+
+
+def _is_log_database(source: Source) -> bool:
+    return source.kind == "postgres"
+
+
+def _cut_id(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond:06d}Z"
+
+
+def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]:
+    """Back up the file-like sources together, mark every database's WAL, store the cut."""
+    if service not in policy.services:
+        raise InvalidArgument(f"unknown service {service!r}")
+    sources = policy.services[service].sources
+    files = [s for s in sources if not _is_log_database(s)]
+    databases = [s for s in sources if _is_log_database(s)]
+    if not databases:
+        raise CutFailed(service, "it has no PostgreSQL source whose log could be marked")
+    began = datetime.now(UTC)
+    with ThreadPoolExecutor(max_workers=max(1, len(files))) as pool:
+        snapshots = list(pool.map(lambda s: _backup(policy, service, s), files))
+    moment = datetime.now(UTC)
+    cut_id = _cut_id(moment)
+    doc: dict[str, Any] = {"id": cut_id, "service": service, "sources": {}}
+    for source, snapshot in zip(files, snapshots, strict=True):
+        doc["sources"][source.name] = snapshot
+    marks = [_mark(source, cut_id) for source in databases]
+    for source, mark in zip(databases, marks, strict=True):
+        doc["sources"][source.name] = mark
+    doc["time"] = min(parse_time(m["time"]) for m in marks).isoformat()
+    doc["skew_seconds"] = round((parse_time(doc["time"]) - began).total_seconds(), 3)
+    repo.put_log_file(f"{PREFIX}{service}/{cut_id}", json.dumps(doc).encode())
+    return doc
+
+
+def _backup(policy: Policy, service: str, source: Source) -> dict[str, Any]:
+    """The source's backup, run as the daemon runs it; its snapshot id and time."""
+    from safehold.sources import external
+
+    commands = job_commands(policy, JobId("backup", f"{service}/{source.name}", "backup"))
+    command = commands[0]
+    proc = external.run(
+        [sys.executable, "-m", "safehold", *command.argv], env={**os.environ, **command.env}
+    )
+    for line in reversed(proc.stdout.decode(errors="replace").splitlines()):
+        try:
+            summary = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(summary, dict) and summary.get("snapshot_id"):
+            return {"snapshot": summary["snapshot_id"]}
+    raise CutFailed(service, f"the backup of {source.name} named no snapshot")
+
+
+def _mark(source: Source, cut_id: str) -> dict[str, Any]:
+    """A named restore point in the cluster's WAL, switched out so it is archived."""
+    from safehold.sources.postgres.physical import connect, conninfo_of
+
+    options: Any = source.options
+    conninfo = conninfo_of(options.dsn, options.host, options.port, options.user)
+    name = f"safehold-cut-{cut_id}"
+    with connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT pg_create_restore_point(%s)::text, clock_timestamp(),"
+            " (SELECT system_identifier::text FROM pg_control_system())",
+            (name,),
+        ).fetchone()
+        assert row is not None
+        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        _wait_archived(conn, str(segment[0]) if segment else "")
+    return {
+        "restore_point": name,
+        "lsn": row[0],
+        "time": format_time(row[1]),
+        "system_id": row[2],
+    }
+
+
+def _wait_archived(conn: Any, segment: str) -> None:
+    deadline = time.monotonic() + ARCHIVE_WAIT
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+        if row is not None and row[0] is not None and str(row[0]) >= segment:
+            return
+        time.sleep(0.2)
+
+
+def list_cuts(repo: Repository, service: str | None = None) -> list[dict[str, Any]]:
+    """Every cut (of one service), oldest first."""
+    prefix = f"{PREFIX}{service}/" if service else PREFIX
+    cuts = []
+    for info in repo.store.list(prefix):
+        try:
+            cuts.append(json.loads(repo.get_log_file(info.key)))
+        except (SafeholdError, ValueError):
+            continue  # `safehold check` reports damaged objects
+    return sorted(cuts, key=lambda c: (c["time"], c["id"]))
+
+
+def find_cut(repo: Repository, service: str, ref: str) -> dict[str, Any]:
+    """A cut of ``service`` by id (or a unique prefix of one), or ``latest``."""
+    cuts = list_cuts(repo, service)
+    if ref == "latest" and cuts:
+        return cuts[-1]
+    found = [c for c in cuts if str(c["id"]).startswith(ref)]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise InvalidArgument(f"cut id {ref!r} is ambiguous: give more of it")
+    raise NotFound(f"cut {ref} of service {service} (see `safehold cuts`)")
