@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safehold.dr.jobs import source_tag
 from safehold.dr.policy import Policy
@@ -30,6 +30,9 @@ from safehold.errors import InvalidArgument, NoCopyReadable, RecoveryRefused, Sa
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, format_time, parse_time
 
+if TYPE_CHECKING:
+    from safehold.sources.postgres.catalog import RecoveryTarget
+
 __all__ = [
     "Moment",
     "PlannedCheck",
@@ -37,6 +40,7 @@ __all__ = [
     "SourcePlan",
     "build_plan",
     "free_port",
+    "log_target_of",
     "open_readable_copy",
     "snapshot_point",
 ]
@@ -274,7 +278,7 @@ def build_plan(
     plans = []
     for source in svc.sources:
         target = svc.recovery.sources.get(source.name, SourceTarget())
-        chosen = _choose(source, tagged[source.name], point, newest[source.name], cut)
+        chosen = _choose(repo, source, tagged[source.name], point, newest[source.name], cut)
         plans.append(_place(source, target, chosen, root))
     values = _placeholders(plans, root)
     return RecoveryPlan(
@@ -303,6 +307,7 @@ class _Chosen:
 
 
 def _choose(
+    repo: Repository,
     source: Source,
     snaps: list[Snapshot],
     point: datetime,
@@ -312,7 +317,7 @@ def _choose(
     """The snapshot (and log target) that brings ``source`` back to ``point``."""
     recorded = (cut or {}).get("sources", {}).get(source.name, {})
     if source.kind == "postgres":
-        return _choose_postgres(snaps, point, newest, recorded.get("restore_point"))
+        return _choose_postgres(repo, snaps, point, newest, recorded.get("restore_point"))
     if recorded.get("snapshot"):
         found = [s for s in snaps if s.id == recorded["snapshot"]]
         if not found:
@@ -330,24 +335,46 @@ def _choose(
 
 
 def _choose_postgres(
-    snaps: list[Snapshot], point: datetime, newest: datetime, restore_point: str | None
+    repo: Repository,
+    snaps: list[Snapshot],
+    point: datetime,
+    newest: datetime,
+    restore_point: str | None,
 ) -> _Chosen:
-    from safehold.sources.postgres.catalog import RecoveryTarget, choose_backup
+    """The base backup on production's timeline lineage (sources/postgres/recovery_plan.py
+    chooses it, as `pg restore` does) and the WAL target: the cut's restore point, the end
+    of the archive for the newest point, else the time."""
+    from safehold.sources.postgres.recovery_plan import plan_recovery
 
-    if restore_point is not None:  # a cut: replay exactly to its named restore point
-        fit = [s for s in snaps if snapshot_point(s) <= point]
-        if not fit:
-            raise RecoveryRefused(f"no base backup ends before the cut ({format_time(point)})")
-        return _Chosen(fit[-1], point, f"name {restore_point}")
-    if point >= newest:  # the newest point there is: replay every archived WAL file
-        snap = choose_backup(snaps, RecoveryTarget(), None, None)
-        return _Chosen(snap, newest, LATEST)
-    target = format_time(point)
+    system_id = str(snaps[-1].source["system_id"])
+    if restore_point is not None:
+        target, log_target, reached = (
+            log_target_of(f"name {restore_point}"),
+            f"name {restore_point}",
+            point,
+        )
+    elif point >= newest:  # the newest point there is: replay every archived WAL file
+        target, log_target, reached = log_target_of(LATEST), LATEST, newest
+    else:
+        log_target = f"time {format_time(point)}"
+        target, reached = log_target_of(log_target), point
     try:
-        snap = choose_backup(snaps, RecoveryTarget(time=target), None, None)
-    except InvalidArgument as exc:
-        raise RecoveryRefused(f"PostgreSQL cannot reach {target}: {exc}") from None
-    return _Chosen(snap, point, f"time {target}")
+        chosen = plan_recovery(repo, target, None, system_id)
+    except SafeholdError as exc:
+        raise RecoveryRefused(f"PostgreSQL cannot reach {format_time(point)}: {exc}") from None
+    if restore_point is not None and snapshot_point(chosen.snapshot) > point:
+        raise RecoveryRefused(f"no base backup ends before the cut ({format_time(point)})")
+    return _Chosen(chosen.snapshot, reached, log_target)
+
+
+def log_target_of(text: str) -> RecoveryTarget:
+    """``latest``, ``time T`` or ``name N`` (a plan's log target) as PostgreSQL's target."""
+    from safehold.sources.postgres.catalog import RecoveryTarget
+
+    kind, _, value = text.partition(" ")
+    return RecoveryTarget(
+        time=value if kind == "time" else None, name=value if kind == "name" else None
+    )
 
 
 def _place(source: Source, target: SourceTarget, chosen: _Chosen, root: str | None) -> SourcePlan:

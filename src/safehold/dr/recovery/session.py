@@ -123,11 +123,11 @@ def _recovery(
     resumed: bool,
 ) -> Recovery:
     safehold = plan.safehold_command or _default_safehold_command()
-    restore_command = ""
+    commands = kinds.PgCommands()
     if any(sp.kind == "postgres" for sp in plan.sources):
         configured = policy.repositories[plan.repository]
-        restore_command = kinds.wal_restore_command(configured, plan.location, safehold)
-    recovery = Recovery(plan, repo, restore_command, state, force=force, resumed=resumed)
+        commands = kinds.pg_commands(configured, plan.location, safehold, plan.primary)
+    recovery = Recovery(plan, repo, commands, state, force=force, resumed=resumed)
     if observer is not None:
         recovery.observer = observer
     return recovery

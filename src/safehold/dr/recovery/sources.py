@@ -13,21 +13,22 @@ from typing import Any
 
 from safehold.archive.browse import dump_file, find_node
 from safehold.archive.restore import RestoreOptions, Restorer
-from safehold.dr.recovery.plan import RecoveryPlan, SourcePlan
+from safehold.dr.recovery.plan import LATEST, RecoveryPlan, SourcePlan, log_target_of
 from safehold.errors import RecoveryFailed, RecoveryRefused
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 
 __all__ = [
+    "PgCommands",
     "Restored",
     "check_target",
     "clear_target",
     "estimate_disk",
     "is_running",
+    "pg_commands",
     "restore_source",
     "start_source",
     "stop_source",
-    "wal_restore_command",
 ]
 
 DISK_MARGIN = 1.1  # the estimate is the data's size; file systems need some room on top
@@ -39,6 +40,7 @@ class Restored:
 
     bytes_written: int = 0
     pg_result: Any = None  # sources.postgres.recovery.RecoveryResult
+    pg_plan: Any = None  # sources.postgres.recovery_plan.RecoveryPlan
     reached: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -154,14 +156,22 @@ def clear_target(sp: SourcePlan) -> None:
 # -- restore ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PgCommands:
+    """How restored PostgreSQL clusters fetch WAL, and (only for a new primary) archive it."""
+
+    restore: str = ""
+    archive: str | None = None
+
+
 def restore_source(
-    repo: Repository, snap: Snapshot, plan: RecoveryPlan, sp: SourcePlan, restore_command: str
+    repo: Repository, snap: Snapshot, sp: SourcePlan, commands: PgCommands
 ) -> Restored:
     """Write one source's data where the plan puts it (nothing is started)."""
     if sp.kind == "files":
         return Restored(sum(_restore_path(repo, snap, old, new) for old, new in sp.paths.items()))
     if sp.kind == "postgres":
-        return _restore_postgres(repo, snap, plan, sp, restore_command)
+        return _restore_postgres(repo, snap, sp, commands)
     if sp.kind == "sqlite":
         from safehold.sources.sqlite import restore_sqlite
 
@@ -202,25 +212,27 @@ def _restore_path(repo: Repository, snap: Snapshot, old: str, new: str) -> int:
 
 
 def _restore_postgres(
-    repo: Repository, snap: Snapshot, plan: RecoveryPlan, sp: SourcePlan, restore_command: str
+    repo: Repository, snap: Snapshot, sp: SourcePlan, commands: PgCommands
 ) -> Restored:
-    from safehold.sources.postgres.catalog import RecoveryTarget
+    """`pg restore`'s own plan for the planned backup (production's lineage, a time at the
+    end of the archive as its last commit's LSN), then its restore."""
     from safehold.sources.postgres.recovery import RecoveryOptions, restore_base
+    from safehold.sources.postgres.recovery_plan import plan_recovery
 
-    kind, _, value = (sp.log_target or "latest").partition(" ")
-    target = RecoveryTarget(
-        time=value if kind == "time" else None, name=value if kind == "name" else None
+    pg_plan = plan_recovery(
+        repo, log_target_of(sp.log_target or LATEST), snap.id, str(snap.source["system_id"])
     )
     options = RecoveryOptions(
         target_dir=sp.target,
-        target=target,
-        restore_command=restore_command,
-        timeline=str(snap.source.get("timeline") or "latest"),
-        archive=plan.primary,  # a copy never archives into the repository it came from
+        target=pg_plan.stop,
+        restore_command=commands.restore,
+        timeline=pg_plan.timeline,
+        archive_command=commands.archive,  # None: a copy never archives into the repository
         port=sp.port,
+        inclusive=pg_plan.inclusive,
     )
     result = restore_base(repo, snap, options)
-    return Restored(result.restore.bytes_written, pg_result=result)
+    return Restored(result.restore.bytes_written, pg_result=result, pg_plan=pg_plan)
 
 
 def _restore_stream_or_bucket(repo: Repository, snap: Snapshot, sp: SourcePlan) -> Restored:
@@ -262,6 +274,10 @@ def start_source(
         result = restored.pg_result or RecoveryResult(snap, RestoreStats(), 0.0)
         conninfo = f"host={sp.host} port={sp.port} dbname=postgres user=postgres"
         start_and_wait(result, sp.target, pg_bin_dir(sp.version), conninfo, plan.timeout, repo)
+        if restored.pg_plan is not None:
+            from safehold.sources.postgres.recovery_plan import check_reached
+
+            check_reached(repo, restored.pg_plan, result.reached_time, result.reached_lsn)
         return str(result.reached_time) if result.reached_time else None
     if sp.kind == "redis":
         from safehold.sources.redis import start_server
@@ -323,20 +339,22 @@ def _stop_pid_file(path: str) -> None:
         time.sleep(0.05)
 
 
-def wal_restore_command(repository: Any, location: str, safehold: str) -> str:
-    """PostgreSQL's restore_command for a policy repository read at ``location``: the
-    password comes from its file or command, never written into the cluster's settings."""
+def pg_commands(repository: Any, location: str, safehold: str, primary: bool) -> PgCommands:
+    """restore_command (and archive_command for a new primary) for a policy repository read
+    at ``location``: the password comes from its file or command, never written into the
+    cluster's settings."""
     import shlex
 
-    from safehold.sources.postgres.recovery import restore_command_for
+    from safehold.sources.postgres.recovery import archive_command_for, restore_command_for
 
     kind, value = repository.password_source()
-    if kind == "file":
-        return restore_command_for(safehold, location, value)
-    if kind == "command":
-        prefix = f"SAFEHOLD_PASSWORD_COMMAND={shlex.quote(value)} "
-        return prefix + restore_command_for(safehold, location, None)
-    raise RecoveryRefused(
-        "PostgreSQL fetches WAL in its own processes, which cannot see password_env: give the"
-        " repository a password_file or password_command to recover a PostgreSQL source"
-    )
+    if kind == "env":
+        raise RecoveryRefused(
+            "PostgreSQL fetches WAL in its own processes, which cannot see password_env: give"
+            " the repository a password_file or password_command to recover a PostgreSQL source"
+        )
+    password_file = value if kind == "file" else None
+    prefix = f"SAFEHOLD_PASSWORD_COMMAND={shlex.quote(value)} " if kind == "command" else ""
+    restore = prefix + restore_command_for(safehold, location, password_file)
+    archive = prefix + archive_command_for(safehold, location, password_file) if primary else None
+    return PgCommands(restore, archive)

@@ -54,7 +54,7 @@ class Recovery:
         self,
         plan: RecoveryPlan,
         repo: Repository,
-        restore_command: str,
+        commands: kinds.PgCommands,
         state: RecoveryState,
         observer: Observer = _quiet,
         force: bool = False,
@@ -62,7 +62,7 @@ class Recovery:
     ) -> None:
         self.plan = plan
         self.repo = repo
-        self.restore_command = restore_command
+        self.commands = commands
         self.state = state
         self.observer = observer
         self.force = force
@@ -175,7 +175,7 @@ class Recovery:
             kinds.clear_target(sp)  # what an interrupted run (or the old contents) left
         self.state.mark(sp.name, RESTORING)
         snap = self.snapshots[sp.snapshot_id]
-        restored = kinds.restore_source(self.repo, snap, self.plan, sp, self.restore_command)
+        restored = kinds.restore_source(self.repo, snap, sp, self.commands)
         self.restored[sp.name] = restored
         outcome.bytes_written, outcome.restored = restored.bytes_written, True
         self.state.mark(sp.name, RESTORED)
