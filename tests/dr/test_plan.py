@@ -112,13 +112,41 @@ def test_replicas_check_and_retention_are_scheduled_per_repository() -> None:
     plan = build_plan(parse_policy(POLICY), NOW, 3)
     (repo,) = plan.repositories
     assert repo.password_source == ("command", "pass show safehold")
-    location, replica = repo.replicas[0]
-    assert location == "s3://eu/repo"
+    (planned,) = repo.replicas
+    assert planned.location == "s3://eu/repo"
+    replica = planned.schedule
     assert (replica.spec, replica.origin) == ("*/15 * * * *", "repository main")
     assert replica.next == [NOW + timedelta(minutes=m) for m in (15, 30, 45)]
     assert (repo.check.spec, repo.check.origin) == ("0 4 * * *", "built-in default")
     assert repo.check.argv == ["check", "--read-data-subset", "1/7"]
     assert repo.retention.next[0] == datetime(2026, 11, 27, 3, 30, tzinfo=UTC)
+
+
+def test_a_replica_receives_archived_logs_continuously_unless_told_otherwise() -> None:
+    # the database's WAL reaches the replica between the 15-minute full replications
+    (planned,) = build_plan(parse_policy(POLICY), NOW, 1).repositories[0].replicas
+    assert (planned.logs.spec, planned.logs.origin) == ("continuous", "built-in default")
+    assert planned.logs.argv == [
+        "replicate", "--to", "s3://eu/repo", "--logs-only", "--follow", "5s",
+    ]  # fmt: skip
+    doc = plan_document(build_plan(parse_policy(POLICY), NOW, 1))
+    assert doc["repositories"][0]["replicas"][0]["logs"]["command"] == planned.logs.argv
+
+    every = POLICY.replace('schedule = "*/15 * * * *"', 'schedule = "*/15 * * * *"\nlogs = "1m"')
+    (planned,) = build_plan(parse_policy(every), NOW, 1).repositories[0].replicas
+    assert (planned.logs.spec, planned.logs.origin) == ("1m", "repository main")
+    assert planned.logs.argv is not None and planned.logs.argv[-1] == "1m"
+
+    off = POLICY.replace('schedule = "*/15 * * * *"', 'schedule = "*/15 * * * *"\nlogs = "off"')
+    (planned,) = build_plan(parse_policy(off), NOW, 1).repositories[0].replicas
+    assert planned.logs.argv is None and "full replication only" in str(planned.logs.note)
+
+    files_only = POLICY.replace('schedules = { full = "0 2 * * *", incremental = "off" }', "")
+    files_only = files_only.replace('kind = "postgres"', 'kind = "files"').replace(
+        'options = { pgdata = "/pg", user = "postgres" }', 'options.paths = ["/pg"]'
+    )
+    (planned,) = build_plan(parse_policy(files_only), NOW, 1).repositories[0].replicas
+    assert planned.logs.argv is None and "nothing to follow" in str(planned.logs.note)
 
 
 def test_schedules_are_read_in_the_policys_time_zone() -> None:

@@ -360,6 +360,12 @@ def test_replicas() -> None:
             schedule = "sometimes"
             [[repositories.main.replicas]]
             location = "/srv/backup/repo"
+            [[repositories.main.replicas]]
+            location = "s3://us/repo"
+            logs = "sometimes"
+            [[repositories.main.replicas]]
+            location = "s3://ap/repo"
+            logs = 5
 
             [services.sync]"""
         ),
@@ -372,6 +378,11 @@ def test_replicas() -> None:
         " or 6 with seconds first; 'sometimes' has 1",
         "safehold.toml:11: repositories.main.replicas[2].location: a replica must be in"
         " another location than its repository",
+        "safehold.toml:14: repositories.main.replicas[3].logs: expected 'continuous', 'off' or"
+        " an interval such as '1m': invalid duration 'sometimes': use a number with a unit s,"
+        " m, h, d or w, e.g. 30m, 1h, 1h30m",
+        "safehold.toml:17: repositories.main.replicas[4].logs: expected 'continuous', 'off' or"
+        " an interval such as '1m', got integer 5",
     ]
 
 

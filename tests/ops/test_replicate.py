@@ -35,11 +35,12 @@ from tests.servers import S3Server
 
 @dataclass
 class Recording:
-    """A real store whose writes and deletes are recorded in order."""
+    """A real store whose writes, deletes and listed prefixes are recorded in order."""
 
     inner: ObjectStore
     puts: list[str] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
     fail_put: set[str] = field(default_factory=set)
     truncate: set[str] = field(default_factory=set)  # a lying store: drops the last byte
     location: str = ""
@@ -63,6 +64,7 @@ class Recording:
         return self.inner.get(key, byte_range)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        self.lists.append(prefix)
         return self.inner.list(prefix)
 
     def stat(self, key: str) -> ObjectInfo:

@@ -83,6 +83,19 @@ def chown_postgres(*paths: Path) -> None:
     subprocess.run(["chown", "-R", "postgres:postgres", *map(str, paths)], check=True)
 
 
+def start_daemon(
+    wrapper: Path, config: Path, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """``safehold daemon -c CONFIG`` as postgres (who owns the repository), output to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", str(wrapper), "daemon", "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
 def wait(what: str, condition: Callable[[], bool], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,13 +219,7 @@ url = "{receiver.url}"
 
     writer = threading.Thread(target=write_rows, daemon=True)
     writer.start()
-    with open(log, "wb") as out:
-        daemon = subprocess.Popen(
-            ["runuser", "-u", "postgres", "--", str(pg_env.wrapper), "daemon", "-c", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    daemon = start_daemon(pg_env.wrapper, config, log, env)
     try:
         # -- healthy: every job runs, the replica follows, status is within objectives --
         wait(
@@ -308,3 +315,71 @@ url = "{receiver.url}"
     )
     assert check.returncode == 0, check.stderr.decode()
     assert "daemon stopped" in log.read_text()
+
+
+def test_wal_reaches_the_replica_continuously_without_any_backup(
+    pg_env: PgEnv,  # noqa: F811
+    seaweedfs: S3Server,
+) -> None:
+    """With ``logs = "continuous"`` a segment archived on the primary is on the replica
+    within seconds, while the replica's full replication (yearly here) and the backups
+    (off) never run."""
+    state = pg_env.base / "state-logs"
+    state.mkdir()
+    chown_postgres(state)
+    bucket = f"logs-{time.monotonic_ns()}"
+    client = seaweedfs.client()
+    client.create_bucket(Bucket=bucket)
+    replica = seaweedfs.location(bucket, "replica")
+    cluster = pg_env.cluster("logs")
+    system_id = str(cluster.sql("SELECT system_identifier FROM pg_control_system()")[0][0])
+    config = pg_env.base / "logs.toml"
+    config.write_text(
+        f"""
+[repositories.main]
+location = "{pg_env.repo}"
+password_file = "{pg_env.password_file}"
+[[repositories.main.replicas]]
+location = "{replica}"
+schedule = "0 0 1 1 *"
+logs = "continuous"
+
+[[services.app.sources]]
+name = "db"
+kind = "postgres"
+options.pgdata = "{cluster.pgdata}"
+options.dsn = "{cluster.conninfo}"
+schedules = {{ full = "off", incremental = "off" }}
+
+[daemon]
+state_dir = "{state}"
+metrics = "off"
+[daemon.check]
+schedule = "off"
+[daemon.retention]
+schedule = "off"
+"""
+    )
+    log = pg_env.base / "daemon-logs.log"
+
+    def on_replica(name: str) -> bool:
+        found = client.list_objects_v2(Bucket=bucket, Prefix=f"replica/wal/{system_id}/")
+        return any(o["Key"].endswith(name) for o in found.get("Contents", []))
+
+    daemon = start_daemon(pg_env.wrapper, config, log, clean_env(**seaweedfs.env()))
+    try:
+        wait("the log follower", lambda: "replicate logs of main" in log.read_text(), 60, log)
+        for _ in range(2):  # the follower's first poll, then one that finds a new segment
+            cluster.sql("CREATE TABLE IF NOT EXISTS t (n int); INSERT INTO t VALUES (1)")
+            name = cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+            cluster.wait_archived()
+            archived = time.monotonic()
+            wait(f"{name} on the replica", lambda name=name: on_replica(name), 60, log)
+            took = time.monotonic() - archived
+            print(f"{name}: on the replica {took:.1f} s after it was archived")
+        jobs = {r.job for r in runs(state)}
+        assert jobs == {f"replicate logs of main to {replica}"}, jobs  # no backup, no replicate
+    finally:
+        pid = int((state / "daemon.lock").read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+        assert daemon.wait(90) == 0, log.read_text()[-4000:]

@@ -104,9 +104,10 @@ def render_plan(plan: Plan, path: str) -> str:
     for repo in plan.repositories:
         kind, value = repo.password_source
         lines += ["", f"repository {repo.name}: {repo.location} (password from {kind} {value})"]
-        for location, replica in repo.replicas:
-            lines.append(f"  replica {location}")
-            lines += _schedule_lines(replica, "    ", 9)
+        for replica in repo.replicas:
+            lines.append(f"  replica {replica.location}")
+            lines += _schedule_lines(replica.schedule, "    ", 9)
+            lines += _schedule_lines(replica.logs, "    ", 9)
         lines += _schedule_lines(repo.check, "  ", 9)
         lines += _schedule_lines(repo.retention, "  ", 9)
     for service in plan.services:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from safehold.archive.progress import Progress
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
 from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
+from safehold.errors import InvalidArgument
 from safehold.ops.replicate import (
     COPY_ORDER,
     DEFAULT_CONNECTIONS,
@@ -18,6 +21,7 @@ from safehold.ops.replicate import (
     ReplicationResult,
     replicate,
 )
+from safehold.ops.replicate_logs import LogCopyResult, LogFollower
 from safehold.ops.replicate_status import (
     PrefixDiff,
     ReplicaStatus,
@@ -55,14 +59,34 @@ def replicate_command(
         bool,
         typer.Option("--status", help="Only report lag and missing objects; copy nothing."),
     ] = False,
+    logs_only: Annotated[
+        bool,
+        typer.Option(
+            "--logs-only",
+            help="Copy only archived logs (WAL, binlogs) the replica lacks: cheap, for"
+            " keeping a replica's recovery point close between full runs.",
+        ),
+    ] = False,
+    follow: Annotated[
+        str | None,
+        typer.Option(
+            "--follow",
+            metavar="INTERVAL",
+            help="With --logs-only: keep copying new logs every INTERVAL (e.g. 5s, 1m)"
+            " until stopped (SIGTERM, Ctrl-C).",
+        ),
+    ] = None,
 ) -> None:
     """Copy to the replica every object it lacks, verified, in a crash-safe order.
 
     Keys and config first, then packs, WAL, indexes, and snapshots last, so the replica never shows a snapshot it cannot restore. Re-running copies only what is still missing; nothing is deleted from the replica unless --delete is given.
 
+    With --logs-only only archived logs are copied (one listing of the primary's wal/ and binlog/); with --follow INTERVAL that repeats until stopped, which is what the daemon runs for a replica's `logs` setting.
+
     Exits 3 when some objects could not be copied (each is named on stderr). The global --connections (default 8 here) sets how many objects are copied at once.
     """
     s = settings(ctx)
+    interval = _follow_interval(follow, logs_only, status)
     if s.connections is None:  # both stores' connection pools fit the copy's threads
         s.connections = DEFAULT_CONNECTIONS
     connections = s.connections
@@ -71,12 +95,73 @@ def replicate_command(
     if status:
         _print_status(replication_status(repo, target, NAMES_SHOWN), s)
         return
+    if logs_only:
+        if not _follow_logs(LogFollower(repo, target, connections), interval, s):
+            raise typer.Exit(EXIT_INCOMPLETE)
+        return
     if delete:
         _lock_replica(repo, target, s)
     result = _run(repo, target, connections, delete, s)
     _report(result, s)
     if not result.ok:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _follow_interval(follow: str | None, logs_only: bool, status: bool) -> float | None:
+    if status and (logs_only or follow is not None):
+        raise InvalidArgument("--status reports only: it takes neither --logs-only nor --follow")
+    if follow is None:
+        return None
+    if not logs_only:
+        raise InvalidArgument("--follow goes with --logs-only")
+    from safehold.dr.fields import parse_interval  # pydantic: only when asked
+
+    try:
+        seconds = parse_interval(follow).total_seconds()
+    except ValueError:
+        raise InvalidArgument(
+            f"--follow: invalid interval {follow!r}: use a number with a unit s, m or h,"
+            " e.g. 5s, 1m"
+        ) from None
+    if seconds <= 0:
+        raise InvalidArgument("--follow: the interval must be longer than zero")
+    return seconds
+
+
+def _follow_logs(follower: LogFollower, interval: float | None, s: Settings) -> bool:
+    """Poll once, or every ``interval`` seconds until SIGTERM or Ctrl-C; False when a poll
+    failed to copy something (the loop stops then: the daemon restarts it with backoff
+    and records the failure, so it reaches the alerts)."""
+    stop = threading.Event()
+    if interval is not None:
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    while True:
+        result = follower.poll()
+        _report_logs(result, follower.target.location, s, always=interval is None)
+        if not result.ok or interval is None:
+            return result.ok
+        if stop.wait(interval):
+            return True
+
+
+def _report_logs(result: LogCopyResult, target: str, s: Settings, always: bool) -> None:
+    """One line (or JSON object) per poll that copied or failed; idle polls of --follow
+    are silent."""
+    for error in result.errors:
+        if s.json:
+            print_json({"message_type": "error", "item": error.key, "error": error.message})
+        else:
+            sys.stderr.write(f"error: {error.key}: {error.message}\n")
+    sys.stderr.flush()
+    if not (always or result.copied or result.errors):
+        return
+    if s.json:
+        print_json({"message_type": "replicate_logs", "target": target, **result.to_doc()})
+    elif not s.quiet:
+        out().print(
+            f"copied {result.copied} log files ({human_size(result.copied_bytes)}) to {target}",
+            markup=False,
+        )
 
 
 def _lock_replica(repo: Repository, target: ObjectStore, s: Settings) -> None:

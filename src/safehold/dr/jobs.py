@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from safehold.dr.fields import CONTINUOUS
+from safehold.dr.fields import CONTINUOUS, format_interval
 from safehold.dr.plan import resolve_retention
 from safehold.dr.policy import Policy, Repository
 from safehold.dr.policy_sources import Source
-from safehold.dr.schedule import JobId
+from safehold.dr.schedule import LOG_REPLICATION, JobId
 
 __all__ = [
     "JobCommand",
     "archiver_jobs",
+    "archives_logs",
     "backup_jobs_of",
     "find_source",
     "job_commands",
+    "log_replication_argv",
+    "log_replication_jobs",
     "replica_after_backup",
     "service_tag",
     "source_tag",
@@ -105,6 +108,8 @@ def job_commands(policy: Policy, job: JobId, check_part: str | None = None) -> l
     env = _repo_env(policy, repo_name)
     if job.action == "replicate":
         return [JobCommand(["--json", "replicate", "--to", job.schedule], env, repo_name)]
+    if job.action == LOG_REPLICATION:
+        return [JobCommand(["--json", *log_replication_argv(policy, job)], env, repo_name)]
     if job.action == "check":
         subset = check_part or policy.daemon.check.read_data_subset
         return [JobCommand(["--json", "check", "--read-data-subset", subset], env, repo_name)]
@@ -132,6 +137,39 @@ def archiver_jobs(policy: Policy) -> list[JobId]:
             if spec is not None and spec[0] == CONTINUOUS and source.argv("logs") is not None:
                 jobs.append(JobId("backup", f"{service}/{source.name}", "logs"))
     return jobs
+
+
+def archives_logs(policy: Policy, repository: str) -> bool:
+    """Whether a source backing up into ``repository`` archives logs (WAL, binlogs)."""
+    return any(
+        "logs" in source.effective_schedules()
+        for service in policy.services
+        if policy.repository_of(service) == repository
+        for source in policy.services[service].sources
+    )
+
+
+def log_replication_jobs(policy: Policy) -> list[JobId]:
+    """The log followers the daemon keeps running: one per replica whose ``logs`` is not
+    off, of a repository that receives archived logs."""
+    return [
+        JobId(LOG_REPLICATION, name, replica.location)
+        for name, repo in policy.repositories.items()
+        if archives_logs(policy, name)
+        for replica in repo.replicas
+        if replica.log_interval() is not None
+    ]
+
+
+def log_replication_argv(policy: Policy, job: JobId) -> list[str]:
+    """``replicate --to LOCATION --logs-only --follow INTERVAL`` for a log follower."""
+    replica = next(
+        r for r in policy.repositories[job.target].replicas if r.location == job.schedule
+    )
+    interval = replica.log_interval()
+    assert interval is not None, "no log follower for logs = off"
+    every = format_interval(interval)
+    return ["replicate", "--to", replica.location, "--logs-only", "--follow", every]
 
 
 def replica_after_backup(policy: Policy, repository: str) -> list[str]:

@@ -18,15 +18,17 @@ from safehold.dr.policy import (
     BUILTIN_RETENTION,
     Objectives,
     Policy,
+    Replica,
     Retention,
 )
 from safehold.dr.policy_sources import Source
-from safehold.dr.schedule import JobId, next_runs
+from safehold.dr.schedule import LOG_REPLICATION, JobId, next_runs
 
 __all__ = [
     "BUILTIN",
     "DEFAULTS",
     "Plan",
+    "PlannedReplica",
     "PlannedSchedule",
     "PlannedSource",
     "Setting",
@@ -97,11 +99,18 @@ class PlannedService:
 
 
 @dataclass(frozen=True)
+class PlannedReplica:
+    location: str
+    schedule: PlannedSchedule  # the full replication
+    logs: PlannedSchedule  # archived logs between full replications
+
+
+@dataclass(frozen=True)
 class PlannedRepository:
     name: str
     location: str
     password_source: tuple[str, str]
-    replicas: list[tuple[str, PlannedSchedule]]  # (location, its schedule)
+    replicas: list[PlannedReplica]
     check: PlannedSchedule
     retention: PlannedSchedule
 
@@ -248,11 +257,9 @@ def _plan_repository(
         origin = f"repository {name}" if "schedule" in replica.model_fields_set else BUILTIN
         job = JobId("replicate", name, replica.location)
         argv = ["replicate", "--to", replica.location]
+        full = PlannedSchedule("replicate", replica.schedule, origin, runs.get(job, []), argv)
         replicas.append(
-            (
-                replica.location,
-                PlannedSchedule("replicate", replica.schedule, origin, runs.get(job, []), argv),
-            )
+            PlannedReplica(replica.location, full, _plan_log_replication(policy, name, replica))
         )
     daemon = policy.daemon
     check = PlannedSchedule(
@@ -274,6 +281,23 @@ def _plan_repository(
     return PlannedRepository(
         name, repo.location, repo.password_source(), replicas, check, retention
     )
+
+
+def _plan_log_replication(policy: Policy, name: str, replica: Replica) -> PlannedSchedule:
+    """What carries archived logs to ``replica`` between full replications, and why."""
+    from safehold.dr.jobs import archives_logs, log_replication_argv
+
+    origin = f"repository {name}" if "logs" in replica.model_fields_set else BUILTIN
+    interval = replica.log_interval()
+    if interval is None:
+        note = "logs reach the replica with each full replication only"
+        return PlannedSchedule("logs", replica.logs, origin, [], None, note)
+    if not archives_logs(policy, name):
+        note = "no source of this repository archives logs: nothing to follow"
+        return PlannedSchedule("logs", replica.logs, origin, [], None, note)
+    argv = log_replication_argv(policy, JobId(LOG_REPLICATION, name, replica.location))
+    note = f"the daemon copies new WAL and binlogs every {format_interval(interval)}"
+    return PlannedSchedule("logs", replica.logs, origin, [], argv, note)
 
 
 # -- the JSON document ------------------------------------------------------------------
@@ -306,7 +330,14 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                 "name": r.name,
                 "location": r.location,
                 "password": {"from": r.password_source[0], "value": r.password_source[1]},
-                "replicas": [{"location": loc, **_schedule_doc(s)} for loc, s in r.replicas],
+                "replicas": [
+                    {
+                        "location": x.location,
+                        **_schedule_doc(x.schedule),
+                        "logs": _schedule_doc(x.logs),
+                    }
+                    for x in r.replicas
+                ],
                 "check": _schedule_doc(r.check),
                 "retention": _schedule_doc(r.retention),
             }

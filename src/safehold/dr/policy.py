@@ -13,8 +13,10 @@ from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from safehold.dr.fields import (
+    CONTINUOUS,
     OFF,
     AbsolutePath,
     CronOrOff,
@@ -23,7 +25,9 @@ from safehold.dr.fields import (
     PolicyModel,
     PositiveInterval,
     Text,
+    describe,
     fail,
+    parse_interval,
 )
 from safehold.dr.policy_recovery import Recovery
 from safehold.dr.policy_sources import Source
@@ -36,6 +40,7 @@ __all__ = [
     "AFTER_BACKUP",
     "BUILTIN_OBJECTIVES",
     "BUILTIN_RETENTION",
+    "LOG_POLL",
     "AlertSettings",
     "CheckSettings",
     "DaemonSettings",
@@ -52,6 +57,7 @@ __all__ = [
 
 AFTER_BACKUP = "after-backup"
 BUILTIN_RETENTION: dict[str, Any] = {"keep_within": "30d"}
+LOG_POLL = timedelta(seconds=5)  # how often a replica's `logs = "continuous"` looks for logs
 BUILTIN_OBJECTIVES = {"rto": timedelta(hours=1), "rpo": timedelta(minutes=30)}
 _ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -71,11 +77,35 @@ def _replica_schedule(value: Any) -> str:
     return value.strip()
 
 
+def _replica_logs(value: Any) -> str:
+    expected = f"expected '{CONTINUOUS}', '{OFF}' or an interval such as '1m'"
+    if value in (CONTINUOUS, OFF):
+        return str(value)
+    if not isinstance(value, str):
+        raise fail("replica_logs", f"{expected}, got {describe(value)}")
+    try:
+        interval = parse_interval(value)
+    except PydanticCustomError as exc:
+        raise fail("replica_logs", f"{expected}: {exc.message()}") from None
+    if interval < timedelta(seconds=1):
+        raise fail("replica_logs", f"{expected}: {value!r} is shorter than 1s")
+    return value.strip()
+
+
 class Replica(PolicyModel):
-    """A copy of the repository elsewhere, kept in step by ``safehold replicate``."""
+    """A copy of the repository elsewhere, kept in step by ``safehold replicate``: everything
+    on ``schedule``, and archived logs (WAL, binlogs) as they come, per ``logs``."""
 
     location: Text
     schedule: Annotated[str, BeforeValidator(_replica_schedule)] = AFTER_BACKUP
+    logs: Annotated[str, BeforeValidator(_replica_logs)] = CONTINUOUS
+
+    def log_interval(self) -> timedelta | None:
+        """How often the daemon copies new logs to the replica; None: ``off`` (logs go
+        with the full replication only)."""
+        if self.logs == OFF:
+            return None
+        return LOG_POLL if self.logs == CONTINUOUS else parse_interval(self.logs)
 
 
 def _env_name(value: Any) -> str:

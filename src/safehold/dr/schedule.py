@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALIASES",
+    "LOG_REPLICATION",
     "JobId",
     "cron_error",
     "cron_previous",
@@ -111,14 +112,18 @@ def cron_previous(expression: str, at: datetime, tz: str = "UTC") -> datetime:
     return _iterator(expression, nudged).get_prev(datetime)
 
 
+LOG_REPLICATION = "replicate-logs"  # the JobId action of a replica's log follower
+
+
 @dataclass(frozen=True, order=True)
 class JobId:
     """One scheduled job of a policy.
 
     ``action`` is ``backup`` (``target`` = ``service/source``, ``schedule`` = its schedule
     name: full, incremental, backup, logs), ``replicate`` (``target`` = ``repository``,
-    ``schedule`` = the replica's location), ``check`` or ``retention`` (``target`` = the
-    repository, ``schedule`` = the action's name).
+    ``schedule`` = the replica's location), ``replicate-logs`` (the same, for the log
+    follower that copies archived logs between replications), ``check`` or ``retention``
+    (``target`` = the repository, ``schedule`` = the action's name).
     """
 
     action: str
@@ -130,6 +135,8 @@ class JobId:
             return f"{self.target} {self.schedule}"
         if self.action == "replicate":
             return f"replicate {self.target} to {self.schedule}"
+        if self.action == LOG_REPLICATION:
+            return f"replicate logs of {self.target} to {self.schedule}"
         return f"{self.action} {self.target}"
 
 

@@ -4,26 +4,29 @@ The replica is a byte-for-byte copy of the primary's objects (every prefix but `
 so it opens and restores with the same password on its own. What makes it safe:
 
 - **Order.** Objects go in phases: ``keys/``, ``config``, ``data/`` (packs), ``wal/`` and
-  any other prefix, ``index/``, ``snapshots/``; a phase starts when the one before it has
-  finished. So a reader of the replica, even while replication runs, never sees a snapshot
-  whose index is missing, nor an index whose packs are missing. If a phase fails to write
-  something (a store error), the later phases are held back for the next run.
+  ``binlog/`` (archived database logs) and any other prefix, ``index/``, ``snapshots/``; a
+  phase starts when the one before it has finished. So a reader of the replica, even while
+  replication runs, never sees a snapshot whose index is missing, nor an index whose packs
+  are missing. If a phase fails to write something (a store error), the later phases are
+  held back for the next run. (Logs also reach the replica between runs: see
+  ``ops/replicate_logs.py``.)
 - **Listing order.** A backup writes packs, then the index, then the snapshot; the source
   is listed in the opposite order (``snapshots/``, then ``index/``, then everything), so a
   backup running meanwhile cannot make an index or snapshot appear without its packs.
 - **Verification.** Content-addressed objects (keys, packs, indexes, snapshots: their name
   is the BLAKE3 of their bytes) are hashed after reading and refused when the hash differs;
   their size on the replica is checked after writing: by one listing of the prefix when
-  that costs fewer requests than a HEAD per object (a phase of many packs), else by HEAD. WAL objects (sealed, named by segment) are
-  authenticated with the master key (AES-GCM) after reading. Objects not named by their
-  hash (``config``, ``wal/…``) are read back from the replica and compared by hash. A corrupt source object is reported and never
-  written; everything else is still copied.
+  that costs fewer requests than a HEAD per object (a phase of many packs), else by HEAD.
+  Archived logs (sealed, named by segment or binlog file) are authenticated with the
+  master key (AES-GCM) after reading. Objects not named by their hash (``config``,
+  ``wal/…``, ``binlog/…``) are read back from the replica and compared by hash. A corrupt
+  source object is reported and never written; everything else is still copied.
 - **Atomic, resumable.** Every write is a create-if-absent put, which both stores make
   atomic (LocalStore: temp file + fsync + link; S3Store: one conditional PUT, never a
   multipart upload), so an interrupted run leaves whole objects only, and the next run
   copies what is still missing. Nothing on the replica is ever overwritten.
 - **Deletions** propagate only when asked (``delete=True``), after copying, in reverse
-  safety order (snapshots, indexes, wal, packs, keys), and not at all when the copy had
+  safety order (snapshots, indexes, logs, packs, keys), and not at all when the copy had
   errors. ``config`` is never deleted.
 
 Nothing is printed here: progress goes through the ``Progress`` callback, results return.
@@ -58,22 +61,27 @@ __all__ = [
     "COPY_ORDER",
     "DEFAULT_CONNECTIONS",
     "DELETE_ORDER",
+    "LOG_GROUPS",
     "CopyError",
+    "CopyFailed",
     "Inventory",
     "PrefixStats",
     "ReplicationResult",
     "check_target",
     "copy_object",
     "group_of",
+    "listed",
+    "log_authenticator",
     "replicate",
     "take_inventory",
 ]
 
 DEFAULT_CONNECTIONS = 8
-OTHER = "other"  # any prefix this version does not know (besides wal/): copied with wal/
-COPY_ORDER = ("keys", "config", "data", "wal", OTHER, "index", "snapshots")
-DELETE_ORDER = ("snapshots", "index", OTHER, "wal", "data", "keys")
-_KNOWN = {"keys", "data", "wal", "index", "snapshots"}
+OTHER = "other"  # any prefix this version does not know: copied with the logs
+LOG_GROUPS = ("wal", "binlog")  # archived database logs: PostgreSQL WAL, MariaDB binlogs
+COPY_ORDER = ("keys", "config", "data", *LOG_GROUPS, OTHER, "index", "snapshots")
+DELETE_ORDER = ("snapshots", "index", OTHER, *reversed(LOG_GROUPS), "data", "keys")
+_KNOWN = {"keys", "data", *LOG_GROUPS, "index", "snapshots"}
 _CONTENT_ADDRESSED = {"keys", "data", "index", "snapshots"}
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 _SKIPPED = "locks"
@@ -114,7 +122,7 @@ class Inventory:
         return sorted(k for k, n in self.source.items() if k in self.target and self.target[k] != n)
 
 
-def _listed(store: ObjectStore, prefix: str) -> dict[str, int]:
+def listed(store: ObjectStore, prefix: str) -> dict[str, int]:
     return {
         info.key: info.size
         for info in store.list(prefix)
@@ -129,15 +137,13 @@ def take_inventory(source: ObjectStore, target: ObjectStore) -> Inventory:
     made before the full listing that gives the packs, so whatever a snapshot or an index
     needs was written before the listing that should contain it.
     """
-    snapshots = _listed(source, "snapshots/")
-    indexes = _listed(source, "index/")
+    snapshots = listed(source, "snapshots/")
+    indexes = listed(source, "index/")
     rest = {
-        k: n for k, n in _listed(source, "").items() if group_of(k) not in ("snapshots", "index")
+        k: n for k, n in listed(source, "").items() if group_of(k) not in ("snapshots", "index")
     }
     exists = target.exists()
-    return Inventory(
-        {**rest, **indexes, **snapshots}, _listed(target, "") if exists else {}, exists
-    )
+    return Inventory({**rest, **indexes, **snapshots}, listed(target, "") if exists else {}, exists)
 
 
 def check_target(source: ObjectStore, target: ObjectStore, inventory: Inventory) -> None:
@@ -232,7 +238,9 @@ class ReplicationResult:
         return self.copied_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Failed(Exception):
+class CopyFailed(Exception):
+    """``copy_object`` could not copy one object; ``corrupt``: the source's copy is damaged."""
+
     def __init__(self, message: str, corrupt: bool) -> None:
         super().__init__(message)
         self.message = message
@@ -256,28 +264,28 @@ def copy_object(
     try:
         data = source.get(key)
     except NotFound:
-        raise _Failed("vanished from the source since it was listed", False) from None
+        raise CopyFailed("vanished from the source since it was listed", False) from None
     except SafeholdError as exc:
-        raise _Failed(f"cannot read from the source: {exc}", False) from exc
+        raise CopyFailed(f"cannot read from the source: {exc}", False) from exc
     addressed = _is_content_addressed(key)
     if addressed:
         actual = content_hash(data)
         if actual != key.rsplit("/", 1)[-1]:
-            raise _Failed(f"content does not match its name (BLAKE3 {actual[:16]}…)", True)
+            raise CopyFailed(f"content does not match its name (BLAKE3 {actual[:16]}…)", True)
     elif len(data) != size:
-        raise _Failed(f"read {len(data)} bytes, listed as {size}", False)
+        raise CopyFailed(f"read {len(data)} bytes, listed as {size}", False)
     elif authenticate is not None:
         try:
             authenticate(key, data)
         except CorruptObject as exc:
-            raise _Failed(exc.args[1] if len(exc.args) > 1 else str(exc), True) from None
+            raise CopyFailed(exc.args[1] if len(exc.args) > 1 else str(exc), True) from None
     written = True
     try:
         target.put(key, data, if_absent=True)
     except AlreadyExists:  # another run wrote it meanwhile: verify it like our own
         written = False
     except SafeholdError as exc:
-        raise _Failed(f"cannot write to the replica: {exc}", False) from exc
+        raise CopyFailed(f"cannot write to the replica: {exc}", False) from exc
     if check_size or not addressed:
         _verify_written(target, key, data, addressed)
     return written
@@ -288,13 +296,13 @@ def _verify_written(target: ObjectStore, key: str, data: bytes, addressed: bool)
         if addressed:
             stored = target.stat(key).size
             if stored != len(data):
-                raise _Failed(f"replica holds {stored} bytes, {len(data)} were written", False)
+                raise CopyFailed(f"replica holds {stored} bytes, {len(data)} were written", False)
         elif blake3.blake3(target.get(key)).digest() != blake3.blake3(data).digest():
-            raise _Failed("replica's copy differs from what was written", False)
+            raise CopyFailed("replica's copy differs from what was written", False)
     except NotFound:
-        raise _Failed("not on the replica after writing it", False) from None
+        raise CopyFailed("not on the replica after writing it", False) from None
     except StoreError as exc:
-        raise _Failed(f"cannot verify the replica's copy: {exc}", False) from exc
+        raise CopyFailed(f"cannot verify the replica's copy: {exc}", False) from exc
 
 
 def _run_all(
@@ -341,7 +349,7 @@ def replicate(
     progress.set_total(len(missing), sum(missing.values()))
     pool = ThreadPoolExecutor(connections, thread_name_prefix="replicate")
     try:
-        _copy_phases(pool, source, target, inventory, result, progress, _authenticator(repo))
+        _copy_phases(pool, source, target, inventory, result, progress, log_authenticator(repo))
         if delete and result.ok:
             _delete_phases(pool, target, inventory.extra(), result, progress)
         elif delete:
@@ -352,11 +360,11 @@ def replicate(
     return result
 
 
-def _authenticator(repo: Repository) -> Callable[[str, bytes], object]:
-    """WAL objects are sealed with the master key: open them to prove them whole."""
+def log_authenticator(repo: Repository) -> Callable[[str, bytes], object]:
+    """Archived logs are sealed with the master key: open them to prove them whole."""
 
     def authenticate(key: str, data: bytes) -> None:
-        if group_of(key) == "wal":
+        if group_of(key) in LOG_GROUPS:
             repo.key.open(data, key)
 
     return authenticate
@@ -387,7 +395,7 @@ def _copy_phases(
         def done(key: str, future: Future[object], landed: dict[str, bool] = landed) -> None:
             try:
                 landed[key] = bool(future.result())
-            except _Failed as exc:
+            except CopyFailed as exc:
                 landed.pop(key, None)
                 result.errors.append(CopyError(key, exc.message, exc.corrupt))
                 progress.error(key, exc.message)
@@ -432,13 +440,13 @@ def _sizes_listed(
     """Check the size of every copied object of a prefix against one listing of it."""
     unlisted = ""
     try:
-        listed = _listed(target, f"{group}/")
+        found = listed(target, f"{group}/")
     except StoreError as exc:
-        listed = {}
+        found = {}
         unlisted = f"cannot list the replica to verify it: {exc}"
     failures = []
     for key in sorted(landed):
-        size = listed.get(key)
+        size = found.get(key)
         if size == missing[key]:
             continue
         if unlisted:

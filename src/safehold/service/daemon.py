@@ -2,7 +2,8 @@
 
 One main thread decides (what is due, what may start) and sleeps until the next thing is
 due or a job ends; each job runs in a thread of its own that starts the safehold commands
-of the job as child processes and waits for them; archivers have their supervisor; the
+of the job as child processes and waits for them; log archivers and the log followers that
+copy archived logs to replicas (``replicate --logs-only --follow``) have their supervisor; the
 protection status is evaluated on its own thread every ``status_interval``.
 
 Stopping (SIGTERM, SIGHUP or Ctrl-C): nothing new starts; running jobs get ``stop_grace`` to end
@@ -32,6 +33,7 @@ from safehold.dr.jobs import (
     JobCommand,
     archiver_jobs,
     job_commands,
+    log_replication_jobs,
     replica_after_backup,
 )
 from safehold.dr.policy import Policy
@@ -253,8 +255,9 @@ class Daemon:
     # -- archivers ------------------------------------------------------------------------
 
     def _start_archivers(self, history: JobHistory) -> None:
+        """The log archivers, and the log followers that carry their logs to replicas."""
         commands: dict[JobId, JobCommand] = {}
-        for job in archiver_jobs(self.policy):
+        for job in [*archiver_jobs(self.policy), *log_replication_jobs(self.policy)]:
             found = job_commands(self.policy, job)
             if found:
                 commands[job] = found[0]

@@ -22,9 +22,9 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from safehold.dr.jobs import archiver_jobs, replica_after_backup
+from safehold.dr.jobs import archiver_jobs, log_replication_jobs, replica_after_backup
 from safehold.dr.policy import Policy
-from safehold.dr.schedule import JobId, scheduled_jobs
+from safehold.dr.schedule import LOG_REPLICATION, JobId, scheduled_jobs
 from safehold.dr.status import ProtectionStatus
 from safehold.service.history import OUTCOMES, JobHistory, JobRun
 
@@ -93,9 +93,11 @@ class DaemonView:
 
 
 def policy_jobs(policy: Policy) -> list[JobId]:
-    """Every job the daemon runs for ``policy``: scheduled, continuous and after-backup."""
+    """Every job the daemon runs for ``policy``: scheduled, continuous (archivers and log
+    followers) and after-backup."""
     jobs = {job for job, _cron in scheduled_jobs(policy)}
     jobs.update(archiver_jobs(policy))
+    jobs.update(log_replication_jobs(policy))
     for repo in policy.repositories:
         jobs.update(JobId("replicate", repo, loc) for loc in replica_after_backup(policy, repo))
     return sorted(jobs)
@@ -172,16 +174,24 @@ class SafeholdCollector(Collector):
         restarts = CounterMetricFamily(
             "safehold_archiver_restarts", "Times the daemon restarted the archiver.", labels=labels
         )
+        followers = _gauge(
+            "safehold_replica_log_follower_up",
+            "1 while the daemon's log follower copies new WAL and binlogs to the replica.",
+            ("repository", "replica"),
+        )
         states = self.view.archivers()
         for job in sorted(states):
             state = states[job]
+            if job.action == LOG_REPLICATION:
+                followers.add_metric([job.target, job.schedule], 1 if state.up else 0)
+                continue
             service, _, source = job.target.partition("/")
             values = [str(job), service, source]
             up.add_metric(values, 1 if state.up else 0)
             restarts.add_metric(values, state.restarts)
             if state.since is not None:
                 since.add_metric(values, _seconds(state.since))
-        return iter((up, restarts, since))
+        return iter((up, restarts, since, followers))
 
 
 def _gauge(name: str, documentation: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
