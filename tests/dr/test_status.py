@@ -299,6 +299,10 @@ def test_postgres_recovery_point_is_the_newest_archived_wal(
     assert source.recovery_point > source.last_backup + timedelta(seconds=1)
     assert abs(source.recovery_point - committed) < timedelta(seconds=1)
     assert source.within_objective  # the default rpo, 30m
+    # the point shown restores, to the microsecond (it is the newest archived commit)
+    restored, _ = pg_env.restore("status_point", "--to-time", source.recovery_point.isoformat())
+    assert restored.sql("SELECT x FROM t") == [(1,)]
+    restored.stop()
 
     started = time.monotonic()
     again = only_source(evaluate(policy, datetime.now(UTC), history))

@@ -8,8 +8,9 @@ whether it reached what was asked.
 - **A time at the end of the archive.** PostgreSQL stops a time target at the first commit
   *after* it; when no such commit is archived yet (the target is the newest commit that
   status shows, or later) it would end with "recovery ended before configured recovery
-  target was reached". Then the target becomes the LSN of the newest archived commit at
-  or before the time (inclusive), which is exactly the same stop.
+  target was reached". Then the target becomes the xid of the newest archived commit at
+  or before the time (inclusive: recovery stops right after that commit record, so
+  everything before it in the WAL is replayed too), which is exactly the same stop.
 - **Check.** After recovery, the commits archived after the point reached are read: one
   at or before a time target means recovery stopped short of it, and the restore fails
   saying so instead of printing success.
@@ -56,7 +57,7 @@ class RecoveryPlan:
     """The base backup, the lineage followed, and what PostgreSQL is told.
 
     ``target`` is what was asked; ``stop`` is what goes into the recovery settings (the
-    same, except a time with no later commit archived, which becomes that commit's LSN).
+    same, except a time with no later commit archived, which becomes that commit's xid).
     ``timeline`` is the value of ``recovery_target_timeline``.
     """
 
@@ -104,6 +105,18 @@ def plan_recovery(
     plan = RecoveryPlan(snap, lineage, setting, target, target, inclusive)
     if target.time is not None:
         _end_of_archive(repo, plan, files)
+    production = production_lineage(repo, system_id, snapshots, files)
+    if production.steps != lineage.steps:
+        plan.note = " ".join(
+            filter(
+                None,
+                [
+                    f"WARNING: following timelines {lineage.describe()}, NOT production's "
+                    f"lineage ({production.describe()}), as --timeline {timeline} asks.",
+                    plan.note,
+                ],
+            )
+        )
     return plan
 
 
@@ -168,11 +181,12 @@ def _end_of_archive(repo: Repository, plan: RecoveryPlan, files: list[WalName]) 
     newest = _newest_commit(repo, plan, segments, last, start_segno(plan.snapshot))
     if newest is None or not _at_or_after(moment, newest.time, plan.inclusive):
         return  # a later commit is archived: PostgreSQL's time target stops right there
-    plan.stop = RecoveryTarget(lsn=format_lsn(newest.lsn))
+    plan.stop = RecoveryTarget(xid=newest.xid)
     plan.inclusive = True
     plan.note = (
         f"no commit after {plan.target.time} is archived yet: recovering up to the newest "
-        f"archived commit, {newest.time.isoformat()} (LSN {format_lsn(newest.lsn)})"
+        f"archived commit, {newest.time.isoformat()} (xid {newest.xid}, "
+        f"LSN {format_lsn(newest.lsn)})"
     )
 
 

@@ -2,7 +2,7 @@
 
 Commit and abort records are what a time target is compared with (PostgreSQL stops
 before the first one whose time is after the target), and what ``pg_last_xact_replay
-_timestamp()`` reports; their start LSN is what an LSN target names.
+_timestamp()`` reports; their transaction id is what an xid target names.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from safehold.sources.postgres.walnames import parse_lsn
 __all__ = ["Commit", "segment_commits"]
 
 COMMIT = re.compile(
-    r"lsn: ([0-9A-F]+/[0-9A-F]+), prev [^,]*, desc: (?:COMMIT|ABORT) "
+    r"tx: +(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), prev [^,]*, desc: (?:COMMIT|ABORT) "
     r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\S+)"
 )
 
 
 @dataclass(frozen=True)
 class Commit:
-    """One commit (or abort) record: where it starts and the time it carries."""
+    """One commit (or abort) record: its transaction, where it starts, the time it carries."""
 
+    xid: int
     lsn: int
     time: datetime
 
@@ -45,10 +46,10 @@ def segment_commits(repo: Repository, system_id: str, name: str, pg_bin: str) ->
         )
     found = []
     for m in COMMIT.finditer(proc.stdout.decode(errors="replace")):
-        stamp = datetime.fromisoformat(m.group(2)).replace(
-            tzinfo=UTC if m.group(3) == "UTC" else None
+        stamp = datetime.fromisoformat(m.group(3)).replace(
+            tzinfo=UTC if m.group(4) == "UTC" else None
         )
         if stamp.tzinfo is None:
             stamp = stamp.astimezone()
-        found.append(Commit(parse_lsn(m.group(1)), stamp))
+        found.append(Commit(int(m.group(1)), parse_lsn(m.group(2)), stamp))
     return found
