@@ -199,7 +199,7 @@ def test_credentials_from_an_aws_profile(seaweedfs: S3Server, tmp_path: Path) ->
     cli.init()
     write(tmp_path / "data" / "f", b"from a profile")
     cli.run("backup", tmp_path / "data", "-q")
-    assert b"1 snapshots" in cli.run("snapshots").stdout
+    assert b"1 snapshot\n" in cli.run("snapshots").stdout
     env["AWS_PROFILE"] = "default"
     proc = cli.run("snapshots", check=False)
     assert proc.returncode == 1 and b"access denied" in proc.stderr
