@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from safehold.archive.metadata import gid_for, uid_for
 from safehold.archive.progress import NullProgress, Progress
 from safehold.archive.restore_packs import PackRead, ReadLimits, TreePacks, plan_reads, read_blobs
+from safehold.archive.restore_select import Selection
 from safehold.archive.tree import Node, decode_entries, safe_name
 from safehold.errors import InvalidArgument, InvalidPath, SafeholdError
 from safehold.repo.repository import Repository
@@ -48,6 +49,9 @@ ZERO_PROBE = bytes(2 * SPARSE_BLOCK)  # a chunk without such a run has no aligne
 @dataclass
 class RestoreOptions:
     includes: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)  # patterns (restore_select.py)
+    iincludes: list[str] = field(default_factory=list)  # case-blind forms of both
+    iexcludes: list[str] = field(default_factory=list)
     overwrite: str = "always"
     verify: bool = False
     numeric_owner: bool = False
@@ -121,7 +125,12 @@ class Restorer:
         self._repo = repo
         self._opts = options
         self._progress = progress or NullProgress()
-        self._includes = [_include_path(p) for p in options.includes]
+        self._select = Selection(
+            options.includes,
+            options.excludes,
+            iincludes=options.iincludes,
+            iexcludes=options.iexcludes,
+        )
         self._is_root = os.geteuid() == 0
         self._own_ids = (os.geteuid(), os.getegid())
         self._umask = _current_umask()
@@ -160,7 +169,7 @@ class Restorer:
     def _tree_loader(self) -> Callable[[str], dict[str, object]]:
         """Whole tree packs from a remote store, unless --include picks a few paths (then
         the few trees on their way are cheaper read one by one)."""
-        if isinstance(self._repo.store, LocalStore) or self._includes:
+        if isinstance(self._repo.store, LocalStore) or self._select.narrows:
             return self._repo.load_tree_document
         return TreePacks(self._repo, TREE_PACKS_HELD * self._repo.config.pack_size).load
 
@@ -174,15 +183,7 @@ class Restorer:
     # ---- selection --------------------------------------------------------------------
 
     def _selection(self, path: bytes) -> str:
-        """ "all" below an include, "descend" above one, "skip" elsewhere."""
-        if not self._includes or b"/" in self._includes:
-            return "all"
-        for inc in self._includes:
-            if path == inc or path.startswith(inc + b"/"):
-                return "all"
-        if any(inc.startswith(path + b"/") for inc in self._includes):
-            return "descend"
-        return "skip"
+        return self._select.of(path)
 
     # ---- the walk ---------------------------------------------------------------------
 
@@ -534,13 +535,6 @@ class Restorer:
         with self._lock:
             self.stats.errors.append((text, message))
         self._progress.error(text, message)
-
-
-def _include_path(path: str) -> bytes:
-    """An include as the snapshot spells paths: absolute, normalised, no trailing "/"."""
-    if not path.startswith("/"):
-        raise InvalidArgument(f"include {path!r} must be an absolute path, as in the snapshot")
-    return b"/" + os.path.normpath(os.fsencode(path)).lstrip(b"/")
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -18,12 +19,14 @@ from safehold.archive.backup import (
     normalize_paths,
     split_missing,
 )
+from safehold.archive.dry_run import DryRunSaver
 from safehold.archive.excludes import Excluder
 from safehold.archive.metadata import user_name
 from safehold.archive.progress import NullProgress, Progress
 from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, find_snapshot, format_time, now, parse_time
+from safehold.repo.writer import BlobWriter
 
 __all__ = ["BackupRequest", "BackupResult", "run_backup"]
 
@@ -34,6 +37,7 @@ class BackupRequest:
     tags: list[str]
     hostname: str | None = None
     excludes: list[str] | None = None
+    iexcludes: list[str] | None = None  # matched whatever the case (--iexclude)
     exclude_caches: bool = False
     one_file_system: bool = False
     time: str | None = None
@@ -41,6 +45,7 @@ class BackupRequest:
     stdin: BinaryIO | None = None
     stdin_filename: str = "stdin"
     parent: str | None = None
+    dry_run: bool = False  # read and hash everything, write nothing (archive/dry_run.py)
     # Called before the index and the snapshot are written: raises if the repository lock
     # lapsed, since a prune may then have removed packs this backup counts on.
     ensure_locked: Callable[[], None] | None = None
@@ -79,7 +84,7 @@ def run_backup(
     progress = progress or NullProgress()
     hostname = request.hostname or socket.gethostname()
     snapshot_time = format_time(parse_time(request.time)) if request.time else now()
-    excluder = Excluder(request.excludes or [], request.exclude_caches)
+    excluder = Excluder(request.excludes or [], request.exclude_caches, request.iexcludes or ())
     missing: list[tuple[str, str]] = []
     if request.stdin is not None:
         name = request.stdin_filename
@@ -102,7 +107,7 @@ def run_backup(
             target=_count, args=(paths, excluder, progress, stop_counting), daemon=True
         ).start()
     try:
-        with repo.writer(before_index=request.ensure_locked) as writer:
+        with _writer(repo, request) as writer:
             archiver = Archiver(
                 repo,
                 writer,
@@ -130,13 +135,25 @@ def run_backup(
         parent=parent.id if parent else None,
         program_version=f"safehold {__version__}",
     )
-    result = BackupResult(snapshot, archiver.stats, writer.stats.stored_bytes, duration)
+    # a dry run compresses nothing: what it would add is counted raw
+    added = writer.stats.raw_bytes_new if request.dry_run else writer.stats.stored_bytes
+    result = BackupResult(snapshot, archiver.stats, added, duration)
     snapshot.summary = {k: v for k, v in result.summary().items() if k != "snapshot_id"}  # type: ignore[misc]
     snapshot.summary["backup_start_ns"] = started_ns
+    if request.dry_run:
+        return result
     if request.ensure_locked is not None:
         request.ensure_locked()
     repo.save_snapshot(snapshot)
     return result
+
+
+def _writer(
+    repo: Repository, request: BackupRequest
+) -> AbstractContextManager[BlobWriter | DryRunSaver]:
+    if request.dry_run:
+        return nullcontext(DryRunSaver(repo))
+    return repo.writer(before_index=request.ensure_locked)
 
 
 def _parent_snapshot(

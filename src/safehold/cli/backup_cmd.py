@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from safehold.archive.excludes import read_exclude_file
+from safehold.archive.files_from import FilesFromMode, read_files_from
 from safehold.archive.progress import Progress
 from safehold.archive.snapshotter import BackupRequest, BackupResult, run_backup
 from safehold.cli.app import app, settings
@@ -31,6 +32,24 @@ def backup(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-e", help="Exclude a pattern.")
     ] = None,
+    iexclude: Annotated[
+        list[str] | None, typer.Option("--iexclude", help="--exclude, whatever the case.")
+    ] = None,
+    files_from: Annotated[
+        list[str] | None,
+        typer.Option("--files-from", help="Paths (globs) from a file, one a line; '-': stdin."),
+    ] = None,
+    files_from_verbatim: Annotated[
+        list[str] | None,
+        typer.Option("--files-from-verbatim", help="Paths from a file, one a line, as written."),
+    ] = None,
+    files_from_raw: Annotated[
+        list[str] | None,
+        typer.Option("--files-from-raw", help="Paths from a file, NUL-separated."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Read everything, save nothing.")
+    ] = False,
     exclude_file: Annotated[
         list[str] | None, typer.Option("--exclude-file", help="Read patterns from a file.")
     ] = None,
@@ -63,6 +82,8 @@ def backup(
 ) -> None:
     """Create a snapshot of PATHS (or of standard input with --stdin)."""
     s = settings(ctx)
+    if dry_run and stdin_from_command is not None:
+        raise InvalidArgument("--dry-run is for files and --stdin")
     if stdin_from_command is not None:  # sources/command.py; docs/sources.md
         if stdin or paths:
             raise InvalidArgument("--stdin-from-command takes no paths and no --stdin")
@@ -76,6 +97,9 @@ def backup(
     patterns = list(exclude or [])
     for path in exclude_file or []:
         patterns.extend(read_exclude_file(path))
+    paths = [*(paths or []), *listed_paths(files_from, files_from_verbatim, files_from_raw)]
+    if dry_run and any(p.startswith(BUCKET_SCHEMES) for p in paths):
+        raise InvalidArgument("--dry-run is for files and --stdin")
     if paths and any(p.startswith(BUCKET_SCHEMES) for p in paths):
         if len(paths) > 1 or patterns or exclude_caches or one_file_system:
             raise InvalidArgument(
@@ -90,6 +114,8 @@ def backup(
         tags=[t for group in tag or [] for t in group.split(",") if t],
         hostname=host,
         excludes=patterns,
+        iexcludes=list(iexclude or []),
+        dry_run=dry_run,
         exclude_caches=exclude_caches,
         one_file_system=one_file_system,
         time=time,
@@ -101,9 +127,20 @@ def backup(
     )
     repo = s.open_repository(lock="shared")
     result = _run(repo, request, s)
-    _report(result, s)
+    _report(result, s, dry_run)
     if result.stats.errors:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def listed_paths(*files: list[str] | None) -> list[str]:
+    """The paths of --files-from, --files-from-verbatim and --files-from-raw, in order."""
+    modes: tuple[FilesFromMode, ...] = ("files_from", "verbatim", "raw")
+    return [
+        p
+        for mode, names in zip(modes, files, strict=True)
+        for f in names or []
+        for p in read_files_from(f, mode)
+    ]
 
 
 def _backup_bucket(
@@ -185,10 +222,11 @@ def _run(repo: Repository, request: BackupRequest, s: Settings) -> BackupResult:
         return run_backup(repo, request, bar)
 
 
-def _report(result: BackupResult, s: Settings) -> None:
+def _report(result: BackupResult, s: Settings, dry_run: bool = False) -> None:
     summary = result.summary()
     if s.json:
-        print_json({"message_type": "summary", **summary})
+        dry = {"dry_run": True, "snapshot_id": None} if dry_run else {}
+        print_json({"message_type": "summary", **summary, **dry})
         return
     if s.quiet:
         return
@@ -198,8 +236,14 @@ def _report(result: BackupResult, s: Settings) -> None:
         f"{st.files_unmodified} unmodified\n"
         f"Dirs:  {st.dirs_new} new, {st.dirs_changed} changed, {st.dirs_unmodified} unmodified\n"
         f"Processed {st.total_files_processed} files, {human_size(st.total_bytes_processed)} "
-        f"in {result.duration:.2f}s; added {human_size(result.data_added)} to the repository\n"
-        f"snapshot {result.snapshot.short_id} saved"
+        f"in {result.duration:.2f}s; "
+        + (
+            f"would add {human_size(result.data_added)} (before compression); dry run: "
+            "nothing saved"
+            if dry_run
+            else f"added {human_size(result.data_added)} to the repository\n"
+            f"snapshot {result.snapshot.short_id} saved"
+        )
     )
     if st.errors:
         out().print(f"{len(st.errors)} files could not be read (see errors above)")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import stat as statmod
 import sys
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from safehold.archive.browse import diff_trees, dump_file, find_node, size_stats, walk_path
+from safehold.archive.dump_archive import ARCHIVE_FORMATS, dump_archive
 from safehold.archive.tree import Node
 from safehold.cli.app import app, settings
 from safehold.cli.output import human_size, out, print_json
@@ -118,16 +120,54 @@ def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
 def dump(
     ctx: typer.Context,
     snapshot: str,
-    path: Annotated[str, typer.Argument(help="Absolute path of a file in the snapshot.")],
+    path: Annotated[
+        str, typer.Argument(help="Absolute path in the snapshot: a file, or a directory.")
+    ],
+    archive: Annotated[
+        str, typer.Option("--archive", "-a", help="For a directory: tar or zip.")
+    ] = "tar",
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Write here, not to standard output.")
+    ] = None,
+    host: HostOpt = None,
+    tag: TagOpt = None,
+    path_filter: PathOpt = None,
 ) -> None:
-    """Write one file of a snapshot to standard output."""
+    """Write a file's contents, or a directory as a tar (or zip) archive, to standard output."""
     s = settings(ctx)
+    if archive not in ARCHIVE_FORMATS:
+        raise InvalidArgument(f"--archive must be one of {', '.join(ARCHIVE_FORMATS)}")
+    if target is None and sys.stdout.isatty():
+        raise InvalidArgument("standard output is a terminal: redirect it, or use --target FILE")
     repo = s.open_repository(lock="shared")
-    node = find_node(repo, resolve_snapshot(repo, snapshot), path)
-    if node is None:
-        raise InvalidArgument("the snapshot root is a directory, not a file")
-    dump_file(repo, node, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    snap = resolve_snapshot(repo, snapshot, host, tag, path_filter)
+    node = find_node(repo, snap, path) if path.rstrip("/") else None
+    with ExitStack() as stack:
+        sink = stack.enter_context(open(target, "wb")) if target else sys.stdout.buffer
+        if node is not None and node.type != "dir":
+            written, kind = dump_file(repo, node, sink), "file"
+            entries = files = 1
+        else:
+            stats = dump_archive(repo, snap, path, sink, archive)
+            written, kind, entries, files = stats.bytes, archive, stats.entries, stats.files
+        sink.flush()
+    if target is None:  # standard output holds the data: nothing else goes there
+        return
+    if s.json:
+        print_json(
+            {"message_type": "summary", "snapshot_id": snap.id, "path": path, "format": kind}
+            | {"target": target, "entries": entries, "files": files, "bytes": written}
+        )
+    elif not s.quiet:
+        out().print(
+            f"wrote {path} of snapshot {snap.short_id} to {target}"
+            + (
+                f" ({kind}: {entries} entries, {human_size(written)} of files)"
+                if kind != "file"
+                else ""
+            ),
+            markup=False,
+        )
 
 
 @app.command()

@@ -11,9 +11,11 @@ import typer
 from safehold.archive.browse import find_node
 from safehold.archive.progress import Progress
 from safehold.archive.restore import OVERWRITE_MODES, RestoreOptions, Restorer, RestoreStats
+from safehold.archive.restore_select import Selection
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
 from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
+from safehold.cli.restore_dry_run import report_dry_run
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
@@ -35,6 +37,18 @@ def restore(
     include: Annotated[
         list[str] | None, typer.Option("--include", "-i", help="Only this absolute path.")
     ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-e", help="Leave out a pattern.")
+    ] = None,
+    iinclude: Annotated[
+        list[str] | None, typer.Option("--iinclude", help="--include, whatever the case.")
+    ] = None,
+    iexclude: Annotated[
+        list[str] | None, typer.Option("--iexclude", help="--exclude, whatever the case.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
+    ] = False,
     verify: Annotated[
         bool, typer.Option("--verify", help="Re-read restored files and compare.")
     ] = False,
@@ -58,6 +72,8 @@ def restore(
         raise InvalidArgument("give either --target or --stdout-to-command")
     if overwrite not in OVERWRITE_MODES:  # before any work, whatever the repository holds
         raise InvalidArgument(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
+    # a bad pattern or include is refused before any work
+    Selection(include or [], exclude or [], iincludes=iinclude or [], iexcludes=iexclude or [])
     repo = s.open_repository(lock="shared")
     snap = resolve_snapshot(repo, snapshot, host, tag, path)
     if stdout_to_command is not None:  # sources/command.py; docs/sources.md
@@ -65,18 +81,27 @@ def restore(
         return
     assert target is not None
     if target.startswith(("s3://", "gs://", "az://")):
-        if include or verify or numeric_owner:
-            raise InvalidArgument("--include, --verify and --numeric-owner need a directory target")
+        if include or verify or numeric_owner or exclude or iinclude or iexclude or dry_run:
+            raise InvalidArgument(
+                "--include, --exclude, --verify, --numeric-owner and --dry-run"
+                " need a directory target"
+            )
         _restore_to_bucket(s, repo, snap, target, overwrite)
         return
     for wanted in include or []:  # a mistyped --include must not "succeed" restoring nothing
         find_node(repo, snap, wanted)
     options = RestoreOptions(
         includes=list(include or []),
+        excludes=list(exclude or []),
+        iincludes=list(iinclude or []),
+        iexcludes=list(iexclude or []),
         overwrite=overwrite,
         verify=verify,
         numeric_owner=numeric_owner,
     )
+    if dry_run:
+        report_dry_run(s, repo, snap, target, options)
+        return
     started = time.monotonic()
     if s.json or s.quiet or not sys.stderr.isatty():
         stats = _restore(repo, options, snap.tree, target, ErrorPrinter(s.json))
