@@ -44,11 +44,19 @@ class PgEnv:
         return f"{self.wrapper} {' '.join(self.safehold_args)} --quiet pg wal-push %p"
 
     def run(
-        self, *args: str | os.PathLike[str], check: bool = True, timeout: float = 300
+        self,
+        *args: str | os.PathLike[str],
+        check: bool = True,
+        timeout: float = 300,
+        repo: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
+        """safehold with this repository (or ``repo``, e.g. a replica's location)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
+        env |= extra_env or {}
+        where = ["--repo", repo, "--password-file", str(self.password_file)] if repo else []
         proc = subprocess.run(
-            [sys.executable, "-m", "safehold", *self.safehold_args, *map(str, args)],
+            [sys.executable, "-m", "safehold", *(where or self.safehold_args), *map(str, args)],
             capture_output=True,
             env=env,
             timeout=timeout,
@@ -70,7 +78,13 @@ class PgEnv:
         return cluster
 
     def restore(
-        self, target: str, *args: str, start: bool = True, check: bool = True
+        self,
+        target: str,
+        *args: str,
+        start: bool = True,
+        check: bool = True,
+        repo: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> tuple[PgCluster, subprocess.CompletedProcess[bytes]]:
         """``pg restore`` into base/target on a free port; the cluster is stopped at teardown."""
         from tests.sources.pg_server import free_port
@@ -92,6 +106,8 @@ class PgEnv:
             *extra,
             check=check,
             timeout=600,
+            repo=repo,
+            extra_env=extra_env,
         )
         return cluster, proc
 

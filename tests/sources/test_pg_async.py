@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from safehold.sources.postgres.spool import HEARTBEAT
 from tests.sources.pg_fixtures import PgEnv
-from tests.sources.pg_server import write_safehold_wrapper
+from tests.sources.pg_server import PG_BIN, runuser, write_safehold_wrapper
 
 
 @pytest.fixture
@@ -66,10 +67,28 @@ def test_async_archiving_keeps_every_segment(pg_env: PgEnv, spool: str) -> None:
             wal_dir.chmod(0o700)
         primary.wait_archived()
         time.sleep(0.3)
-        assert not list(pg_env.base.joinpath("spool").iterdir())  # every mark taken or cleared
+        marks = [p.name for p in pg_env.base.joinpath("spool").iterdir()]
+        assert marks == [HEARTBEAT]  # every mark taken or cleared; the pusher's heartbeat
     finally:
         pusher.terminate()
         pusher.wait(timeout=30)
     restored, _ = pg_env.restore("async_restored", "--no-archive")
     assert restored.sql("SELECT count(*) FROM t") == [(201000,)]
     restored.stop()
+
+
+def test_fast_shutdown_does_not_wait_for_a_pusher_that_is_down(pg_env: PgEnv) -> None:
+    """Each archive_command used to wait 60 s for the missing pusher, three tries per file
+    before the shutdown could finish; now it fails at once and the shutdown goes on."""
+    spool = pg_env.base / "spool-down"
+    spool.mkdir()
+    subprocess.run(["chown", "postgres:postgres", str(spool)], check=True)
+    command = f"{pg_env.wrapper} {' '.join(pg_env.safehold_args)} pg wal-push --spool {spool} %p"
+    primary = pg_env.cluster("async_down", archive_command=command)
+    primary.sql("CREATE TABLE t AS SELECT 1 AS x")
+    primary.sql("SELECT pg_switch_wal()")
+    started = time.monotonic()
+    proc = runuser(PG_BIN / "pg_ctl", "-D", primary.pgdata, "-m", "fast", "-w", "-t", "150", "stop")
+    assert proc.returncode == 0 and time.monotonic() - started < 100
+    log = primary.log.read_text()
+    assert f"no `safehold pg wal-pusher --spool {spool}` is running" in log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,22 @@ def test_push_is_idempotent_conflicts_fail_and_fetch_round_trips(cli: CLI, pgdat
     assert missing.returncode not in (0, 1) and missing.returncode < 126  # < 126: not fatal
     assert b"not in the repository" in missing.stderr
     assert not (pgdata / "pg_wal" / "RECOVERYHISTORY").exists()
+
+
+def test_wal_push_spool_fails_at_once_without_a_spool_or_a_pusher(
+    cli: CLI, pgdata: Path, tmp_path: Path
+) -> None:
+    name = "000000010000000000000001"
+    (pgdata / "pg_wal" / name).write_bytes(bytes(1 << 16))
+    missing = tmp_path / "old-host-spool"
+    started = time.monotonic()
+    proc = cli.run("pg", "wal-push", "--spool", missing, f"pg_wal/{name}", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.decode().splitlines() == [
+        f"safehold: {name} not archived: spool directory {missing} does not exist: "
+        "is archive_command meant for this host?"
+    ]
+    missing.mkdir()  # a spool, but no pusher touching its heartbeat
+    proc = cli.run("pg", "wal-push", "--spool", missing, f"pg_wal/{name}", check=False)
+    assert proc.returncode != 0 and b"wal-pusher" in proc.stderr and b"is running" in proc.stderr
+    assert time.monotonic() - started < 50  # the wait for a mark is 60 s

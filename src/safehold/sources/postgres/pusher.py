@@ -6,7 +6,7 @@ derivation), complete WAL files are found by their ``.ready`` marks in
 uploaded by a few threads (zstd and AES-GCM release the GIL), each followed by a
 ``<spool>/<file>.ok`` mark for the waiting archive_command (``spool.py``). A failure
 leaves ``<file>.error`` and is retried after a pause; nothing is ever marked done that is
-not stored.
+not stored. ``<spool>/.pusher-alive`` is touched every second while it runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from safehold.repo.repository import Repository
-from safehold.sources.postgres.spool import ERROR, OK
+from safehold.sources.postgres.spool import ERROR, HEARTBEAT, OK
 from safehold.sources.postgres.walarchive import push_wal
 from safehold.sources.postgres.walnames import read_system_id
 
@@ -29,6 +29,7 @@ __all__ = ["WalPusher"]
 log = logging.getLogger("safehold.pg.pusher")
 SCAN_INTERVAL = 0.05
 RETRY_AFTER = 1.0
+HEARTBEAT_EVERY = 1.0
 
 
 class WalPusher:
@@ -48,11 +49,18 @@ class WalPusher:
         self._stop.set()
 
     def run(self, on_push: Callable[[str], None] | None = None) -> None:
+        heartbeat = os.path.join(self.spool, HEARTBEAT)
+        touched = 0.0
         try:
             while not self._stop.is_set():
+                if time.monotonic() - touched >= HEARTBEAT_EVERY:
+                    _write_mark(heartbeat, str(os.getpid()))
+                    touched = time.monotonic()
                 self.scan(on_push)
                 self._stop.wait(SCAN_INTERVAL)
         finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(heartbeat)  # archive_command fails at once from now on
             self._pool.shutdown(wait=True)
 
     def scan(self, on_push: Callable[[str], None] | None = None) -> None:
