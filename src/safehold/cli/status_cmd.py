@@ -117,7 +117,9 @@ def _source_row(source: SourceStatus, tz: ZoneInfo) -> tuple[str, ...]:
         point += f" ({source.recovery_point_from}{known})"
     verdict = "ok" if source.within_objective else "OUTSIDE"
     exposure = f"{_span(source.exposure)} / {_span(source.rpo)} {verdict}"
-    if source.recovery_point is None:
+    if source.pending:
+        exposure = f"first backup under way / {_span(source.rpo)} pending"
+    elif source.recovery_point is None:
         exposure = f"never backed up / {_span(source.rpo)} OUTSIDE"
     return (
         source.source,

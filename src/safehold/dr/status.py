@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -86,6 +86,14 @@ class SourceStatus:
     problem: str | None = None  # e.g. "repository unreachable: ..." (recovery point: last known)
     last_job: str | None = None  # the name of that last job, e.g. "sync/db full"
     recovery_point_last_known: bool = False  # taken from history: the repository was unreadable
+    # Never backed up, and its first backup is under way (queued or running, none finished
+    # yet): not a breach until that run settles.
+    pending: bool = False
+
+    @property
+    def breached(self) -> bool:
+        """Outside its objective, and not merely waiting for its first backup."""
+        return not self.within_objective and not self.pending
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +106,7 @@ class SourceStatus:
             "recovery_point": _iso(self.recovery_point),
             "recovery_point_from": self.recovery_point_from,
             "recovery_point_last_known": self.recovery_point_last_known,
+            "pending": self.pending,
             **_duration("exposure", self.exposure),
             "within_objective": self.within_objective,
             "next_run": _iso(self.next_run),
@@ -141,7 +150,8 @@ class ServiceStatus:
 
     @property
     def within_objectives(self) -> bool:
-        return all(source.within_objective for source in self.sources)
+        """No source breached (one whose first backup is under way is not, yet)."""
+        return not any(source.breached for source in self.sources)
 
     @property
     def exposure(self) -> timedelta | None:
@@ -431,8 +441,13 @@ def _fill_from_history(status: SourceStatus, jobs: list[str], history: History) 
             ).error
 
 
-def _finish(status: SourceStatus, now: datetime) -> None:
+def _first_backup_running(jobs: list[str], history: History | None) -> bool:
+    return history is not None and any(history.last(job, ("running",)) for job in jobs)
+
+
+def _finish(status: SourceStatus, now: datetime, first_backup_under_way: bool) -> None:
     if status.recovery_point is None:
+        status.pending = first_backup_under_way and status.last_job_outcome is None
         return
     status.exposure = max(timedelta(0), now - status.recovery_point)
     status.within_objective = status.exposure <= status.rpo
@@ -476,17 +491,20 @@ def _source_status(
     history: History | None,
     now: datetime,
     soonest: dict[str, datetime],
+    under_way: Collection[str],
 ) -> SourceStatus:
     rpo = resolve_objectives(policy, service)["rpo"].value
+    target = f"{service}/{source.name}"
     status = SourceStatus(service, source.name, source.kind, rpo)
-    status.next_run = soonest.get(f"{service}/{source.name}")
+    status.next_run = soonest.get(target)
     if opened.repo is None:
         _fill_last_known(status, history, opened.problem or "repository unreadable")
     else:
         _fill_from_repository(status, source, opened.repo, opened.snapshots, history)
+    jobs = _source_jobs(service, source)
     if history is not None:
-        _fill_from_history(status, _source_jobs(service, source), history)
-    _finish(status, now)
+        _fill_from_history(status, jobs, history)
+    _finish(status, now, target in under_way or _first_backup_running(jobs, history))
     return status
 
 
@@ -525,13 +543,19 @@ def _services_of(policy: Policy, repository: str) -> Iterable[str]:
 
 
 def evaluate(
-    policy: Policy, now: datetime, history: History | None = None, replicas: bool = True
+    policy: Policy,
+    now: datetime,
+    history: History | None = None,
+    replicas: bool = True,
+    under_way: Collection[str] = (),
 ) -> ProtectionStatus:
     """The protection status of every service and replica of ``policy`` at ``now``.
 
     Each repository is opened once. ``history`` (the daemon's) adds the jobs' outcomes and
     the last known recovery points; when it is writable, the recovery points found are
     stored back into it for the next evaluation that cannot read a repository.
+    ``under_way``: ``SERVICE/SOURCE`` of the backups the daemon has queued or started and
+    not yet recorded (a source never backed up among them is pending, not outside).
     """
     if now.tzinfo is None:
         raise ValueError("evaluate needs a time-zone-aware now")
@@ -549,7 +573,7 @@ def evaluate(
         for name in serving:
             for source in policy.services[name].sources:
                 services[name].sources.append(
-                    _source_status(policy, name, source, opened, history, now, soonest)
+                    _source_status(policy, name, source, opened, history, now, soonest, under_way)
                 )
         if replicas:
             result.replicas += _replica_statuses(repo_name, repo, opened)

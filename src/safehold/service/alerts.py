@@ -239,7 +239,7 @@ def _breach_start(service: ServiceStatus, now: datetime) -> datetime:
     moments = [
         source.recovery_point + source.rpo if source.recovery_point is not None else now
         for source in service.sources
-        if not source.within_objective
+        if source.breached
     ]
     return min(moments, default=now)
 
@@ -410,7 +410,7 @@ class Alerter:
         )
 
     def _rpo_exceeded(self, key: str, service: ServiceStatus, now: datetime) -> AlertEvent:
-        outside = [s for s in service.sources if not s.within_objective]
+        outside = [s for s in service.sources if s.breached]
         since = _breach_start(service, now)
         error = next(
             (s.problem or s.last_error for s in outside if s.problem or s.last_error), None

@@ -42,7 +42,7 @@ from safehold.errors import SafeholdError
 from safehold.service.history import JobHistory, JobRun
 from safehold.service.paths import HISTORY_FILE, LOCK_FILE
 from safehold.service.runner import ChildProcess, CommandResult, start_child
-from safehold.service.scheduler import PendingRun, Scheduler
+from safehold.service.scheduler import FIRST_BACKUP, PendingRun, Scheduler
 from safehold.service.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -434,11 +434,23 @@ class Daemon:
             self.evaluate_status()
             self._stopping.wait(interval)
 
+    def _backups_under_way(self) -> set[str]:
+        """``SERVICE/SOURCE`` of every backup running, or queued as a source's first: the
+        status thread asks before a job's thread may have recorded its start."""
+        with self._mutex:
+            running = [job.run.job for job in self.running.values()]
+            queued = [
+                r.job for r in list(self.scheduler.pending.values()) if r.reason == FIRST_BACKUP
+            ]
+        return {job.target for job in running + queued if job.action == "backup"}
+
     def evaluate_status(self) -> None:
         from safehold.dr.status import evaluate
 
         try:
-            status = evaluate(self.policy, self.clock(), self.history)
+            status = evaluate(
+                self.policy, self.clock(), self.history, under_way=self._backups_under_way()
+            )
         except Exception:
             log.exception("status evaluation failed")
             return

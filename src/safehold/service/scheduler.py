@@ -20,7 +20,9 @@ from safehold.dr.policy import Policy
 from safehold.dr.schedule import JobId, cron_previous, cron_times, scheduled_jobs
 from safehold.service.history import JobHistory
 
-__all__ = ["PendingRun", "Scheduler"]
+__all__ = ["FIRST_BACKUP", "PendingRun", "Scheduler"]
+
+FIRST_BACKUP = "first backup"  # the reason of a never-backed-up source's first run
 
 MAX_RETRY_DELAY = timedelta(hours=1)
 
@@ -55,7 +57,7 @@ class Scheduler:
         caught_up = []
         retries = self.policy.daemon.retries
         for job in self._never_backed_up(history):
-            self._queue(PendingRun(job, None, now, "first backup"))
+            self._queue(PendingRun(job, None, now, FIRST_BACKUP))
         for job, spec in self.specs.items():
             self.next_slot[job] = cron_times(spec, now, 1, self._tz)[0]
             missed = cron_previous(spec, now, self._tz)
