@@ -128,7 +128,7 @@ def test_unlock_remove_all_warns(cli: CLI) -> None:
         assert b"removed 0 locks" in proc.stdout  # a live holder's lock is not stale
         proc = cli.run("unlock", "--remove-all")
         assert b"warning: removing all locks" in proc.stderr
-        assert b"removed 1 locks" in proc.stdout
+        assert b"removed 1 lock\n" in proc.stdout
     finally:
         holder.kill()
         holder.wait()

@@ -2,21 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+from typer.models import CommandInfo, TyperInfo
 
 from safehold import __version__
 from safehold.cli.context import Settings, parse_wait
 
-__all__ = ["app", "settings"]
+__all__ = ["app", "arrange_help", "settings"]
+
+# `safehold --help` lists the commands by what they are for, in this order; a command not
+# named here (a new one) comes last, under "More commands".
+HELP_PANELS: dict[str, tuple[str, ...]] = {
+    "Repository": ("init", "key", "locks", "unlock", "replicate"),
+    "Backup and restore": ("backup", "restore", "snapshots", "tag", "forget", "rewrite"),
+    "Browse": ("ls", "find", "diff", "dump", "cat", "stats", "mount"),
+    "Maintenance": ("check", "repair", "prune"),
+    "Databases": ("pg", "mysql", "sqlite", "redis"),
+    "Automation": ("plan", "daemon", "status", "jobs"),
+}
+MORE_PANEL = "More commands"
+GLOBAL_OPTIONS_EPILOG = (
+    "Global options may also follow the command: --repo/-r, --password-file/-p, --json,"
+    " --quiet/-q, --verbose, --retry-lock, --connections, --no-lock, --no-cache"
+    " (see `safehold --help`)."
+)
+
+
+def _help_rank(name: str) -> int:
+    names = [n for group in HELP_PANELS.values() for n in group]
+    return names.index(name) if name in names else len(names)
+
+
+class _HelpOrderedGroup(TyperGroup):
+    """Lists the commands in the order of HELP_PANELS (Typer's lists groups after commands)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(super().list_commands(ctx), key=_help_rank)
+
 
 app = typer.Typer(
     name="safehold",
+    cls=_HelpOrderedGroup,
     help="Encrypted, deduplicated backups and disaster recovery.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (README)
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -94,3 +128,23 @@ def settings(ctx: typer.Context) -> Settings:
     obj = ctx.find_root().obj
     assert isinstance(obj, Settings)
     return obj
+
+
+def arrange_help() -> None:
+    """Put the registered commands in their help panels, and tell every command's help that
+    the global options may follow it. Runs once the command modules are imported."""
+    panel_of = {name: panel for panel, names in HELP_PANELS.items() for name in names}
+    infos: list[CommandInfo | TyperInfo] = [*app.registered_commands, *app.registered_groups]
+    for info in infos:
+        callback = info.callback
+        name = str(info.name or (callback.__name__ if callback else "")).replace("_", "-")
+        info.rich_help_panel = panel_of.get(name, MORE_PANEL)
+    _add_epilog(app)
+
+
+def _add_epilog(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        command.epilog = command.epilog or GLOBAL_OPTIONS_EPILOG
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _add_epilog(sub.typer_instance)

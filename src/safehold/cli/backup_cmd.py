@@ -13,7 +13,7 @@ from safehold.archive.progress import Progress
 from safehold.archive.snapshotter import BackupRequest, BackupResult, run_backup
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
-from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
+from safehold.cli.output import BarProgress, ErrorPrinter, count, human_size, out, print_json
 from safehold.errors import InvalidArgument
 from safehold.repo.repository import Repository
 
@@ -189,7 +189,7 @@ def _backup_bucket(
             f"snapshot {result.snapshot.short_id} of {bucket.location} saved"
         )
         if st.errors:
-            out().print(f"{len(st.errors)} objects could not be read (see errors above)")
+            out().print(f"{count(len(st.errors), 'object')} could not be read (see errors above)")
     if st.errors:
         raise typer.Exit(EXIT_INCOMPLETE)
 
@@ -235,7 +235,8 @@ def _report(result: BackupResult, s: Settings, dry_run: bool = False) -> None:
         f"Files: {st.files_new} new, {st.files_changed} changed, "
         f"{st.files_unmodified} unmodified\n"
         f"Dirs:  {st.dirs_new} new, {st.dirs_changed} changed, {st.dirs_unmodified} unmodified\n"
-        f"Processed {st.total_files_processed} files, {human_size(st.total_bytes_processed)} "
+        f"Processed {count(st.total_files_processed, 'file')}, "
+        f"{human_size(st.total_bytes_processed)} "
         f"in {result.duration:.2f}s; "
         + (
             f"would add {human_size(result.data_added)} (before compression); dry run: "
@@ -246,4 +247,4 @@ def _report(result: BackupResult, s: Settings, dry_run: bool = False) -> None:
         )
     )
     if st.errors:
-        out().print(f"{len(st.errors)} files could not be read (see errors above)")
+        out().print(f"{count(len(st.errors), 'file')} could not be read (see errors above)")

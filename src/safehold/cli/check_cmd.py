@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import out, print_json
+from safehold.cli.output import count, out, print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt
 from safehold.errors import InvalidArgument
 from safehold.ops.check import CheckResult, DataSubset, Problem, check, parse_subset
@@ -99,9 +99,9 @@ def repair_index(ctx: typer.Context) -> None:
         )
     elif not s.quiet:
         out().print(
-            f"indexed {result.blobs} blobs in {result.packs} packs"
+            f"indexed {count(result.blobs, 'blob')} in {count(result.packs, 'pack')}"
             f" (index {(result.new_index or 'none')[:10]});"
-            f" removed {len(result.removed)} old index documents",
+            f" removed {count(len(result.removed), 'old index document')}",
             markup=False,
         )
     if result.unreadable:
@@ -196,9 +196,9 @@ def _repair_summary(result: RepairSnapshotsResult) -> str:
     forgotten = sum(entry.forgotten for entry in result.snapshots)
     verb = "would write" if result.dry_run else "wrote"
     return (
-        f"{len(result.snapshots)} snapshots: "
+        f"{count(len(result.snapshots), 'snapshot')}: "
         + ", ".join(f"{n} {status}" for status, n in counts.items())
-        + f"; {verb} {result.trees_written} trees"
+        + f"; {verb} {count(result.trees_written, 'tree')}"
         + (f"; {forgotten} originals {'to forget' if result.dry_run else 'forgotten'}")
     )
 
@@ -209,7 +209,7 @@ def _describe(problem: Problem) -> str:
         shown = ", ".join(problem.paths[:MAX_PATHS_SHOWN])
         more = len(problem.paths) - MAX_PATHS_SHOWN
         text += (
-            f"; affects {len(problem.snapshots)} snapshot(s)"
+            f"; affects {count(len(problem.snapshots), 'snapshot')}"
             f" ({', '.join(sid[:8] for sid in problem.snapshots)}): {shown}"
             + (f" and {more} more" if more > 0 else "")
         )
@@ -218,12 +218,12 @@ def _describe(problem: Problem) -> str:
 
 def _summary(result: CheckResult) -> str:
     read = (
-        f", read {result.blobs_read} blobs in {len(result.packs_read)} packs"
+        f", read {count(result.blobs_read, 'blob')} in {count(len(result.packs_read), 'pack')}"
         if result.packs_read
         else ""
     )
-    verdict = "no errors" if result.ok else f"{len(result.errors)} errors"
+    verdict = "no errors" if result.ok else count(len(result.errors), "error")
     return (
-        f"checked {result.snapshots} snapshots, {result.trees} trees, {result.packs} packs"
-        f"{read}: {verdict}, {len(result.warnings)} warnings"
+        f"checked {count(result.snapshots, 'snapshot')}, {count(result.trees, 'tree')},"
+        f" {count(result.packs, 'pack')}{read}: {verdict}, {count(len(result.warnings), 'warning')}"
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import err, out, print_json
+from safehold.cli.output import count, err, out, print_json
 from safehold.cli.prune_cmd import MaxUnusedOpt, run_prune
 from safehold.cli.snapshots_cmd import (
     HostOpt,
@@ -168,8 +168,8 @@ def _print_results(results: list[GroupResult], dry_run: bool, pruning: bool) -> 
         out().print()
     removed = sum(len(r.remove) for r in results)
     if dry_run:
-        out().print(f"would remove {removed} snapshots (dry run: nothing removed)")
+        out().print(f"would remove {count(removed, 'snapshot')} (dry run: nothing removed)")
     elif not pruning:
-        out().print(f"removed {removed} snapshots; `safehold prune` frees their data")
+        out().print(f"removed {count(removed, 'snapshot')}; `safehold prune` frees their data")
     else:
-        out().print(f"removed {removed} snapshots; pruning")
+        out().print(f"removed {count(removed, 'snapshot')}; pruning")

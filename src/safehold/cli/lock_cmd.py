@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import err, out, print_json
+from safehold.cli.output import count, err, out, print_json
 from safehold.repo.lock import LockInfo, list_locks, remove_locks
 
 __all__ = ["locks", "unlock"]
@@ -63,4 +63,4 @@ def unlock(
     else:
         for lock in removed:
             out().print(f"removed {lock.describe()}", markup=False)
-        out().print(f"removed {len(removed)} locks")
+        out().print(f"removed {count(len(removed), 'lock')}")

@@ -145,8 +145,9 @@ def _dispatch(args: list[str]) -> int:
     modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else set(COMMAND_MODULES.values())
     for module in sorted(modules):
         importlib.import_module(f"safehold.cli.{module}")
-    from safehold.cli.app import app
+    from safehold.cli.app import app, arrange_help
 
+    arrange_help()
     # standalone_mode=False: usage errors come back to run() and become one line too
     code = app(args=args or ["--help"], prog_name="safehold", standalone_mode=False)
     return code if isinstance(code, int) else 0

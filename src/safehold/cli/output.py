@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["BarProgress", "ErrorPrinter", "err", "out", "print_json"]
+__all__ = ["BarProgress", "ErrorPrinter", "count", "err", "out", "print_json"]
+
+_PLURALS = {"entry": "entries"}
 
 
 @functools.cache
@@ -35,6 +37,11 @@ def err() -> Console:
 def print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, default=str) + "\n")
     sys.stdout.flush()
+
+
+def count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a number and its noun, agreeing."""
+    return f"{n} {noun}" if n == 1 else f"{n} {_PLURALS.get(noun, noun + 's')}"
 
 
 def human_size(n: float) -> str:
@@ -80,7 +87,6 @@ class BarProgress(ErrorPrinter):
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         super().__init__(as_json=False)
@@ -89,8 +95,8 @@ class BarProgress(ErrorPrinter):
             TextColumn(f"[bold]{verb}"),
             BarColumn(),
             TextColumn("{task.fields[files]} files"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            DownloadColumn(binary_units=True),  # KiB, MiB, GiB: as the summaries (human_size)
+            _binary_speed_column(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err(),
@@ -121,3 +127,17 @@ class BarProgress(ErrorPrinter):
 
     def error(self, path: str, message: str) -> None:
         self._bar.console.print(f"error: {path}: {message}", markup=False)
+
+
+def _binary_speed_column() -> Any:
+    """rich's TransferSpeedColumn in binary units (it has decimal ones only)."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class BinarySpeedColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            text = "?" if speed is None else f"{human_size(speed)}/s"
+            return Text(text, style="progress.data.speed")
+
+    return BinarySpeedColumn()

@@ -14,7 +14,7 @@ from safehold.archive.restore import OVERWRITE_MODES, RestoreOptions, Restorer, 
 from safehold.archive.restore_select import Selection
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
-from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
+from safehold.cli.output import BarProgress, ErrorPrinter, count, human_size, out, print_json
 from safehold.cli.restore_dry_run import report_dry_run
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
@@ -125,14 +125,23 @@ def restore(
         )
     elif not s.quiet:
         out().print(
-            f"restored snapshot {snap.short_id} to {target}: {stats.files_restored} files, "
-            f"{stats.dirs_restored} dirs, {human_size(stats.bytes_written)} in {duration:.2f}s"
-            + (f"; {stats.files_verified} files verified" if verify else "")
+            f"restored snapshot {snap.short_id} to {target}: {count(stats.files_restored, 'file')}, "
+            f"{count(stats.dirs_restored, 'dir')}, {human_size(stats.bytes_written)} in {duration:.2f}s"
+            + (f"; {count(stats.files_verified, 'file')} verified" if verify else "")
+            + _skipped(stats.files_skipped, overwrite)
         )
     if stats.errors:
         if not s.json:
-            out().print(f"{len(stats.errors)} errors (see above)")
+            out().print(f"{count(len(stats.errors), 'error')} (see above)")
         raise typer.Exit(1)
+
+
+def _skipped(entries: int, overwrite: str) -> str:
+    """How many entries already in the target were left as they were."""
+    if not entries:
+        return ""
+    why = "already there" if overwrite == "never" else "already there, unchanged"
+    return f"; {count(entries, 'entry')} skipped ({why}: --overwrite {overwrite})"
 
 
 def _restore_to_command(
@@ -175,13 +184,13 @@ def _restore_to_bucket(
     elif not s.quiet:
         out().print(
             f"restored snapshot {snap.short_id} to {bucket.location}: "
-            f"{stats.objects_restored} objects, {human_size(stats.bytes_written)} "
+            f"{count(stats.objects_restored, 'object')}, {human_size(stats.bytes_written)} "
             f"in {duration:.2f}s"
             + (f"; {stats.objects_skipped} kept" if stats.objects_skipped else "")
         )
     if stats.errors:
         if not s.json:
-            out().print(f"{len(stats.errors)} errors (see above)")
+            out().print(f"{count(len(stats.errors), 'error')} (see above)")
         raise typer.Exit(1)
 
 

@@ -21,7 +21,7 @@ def backup(
     database: Annotated[str, typer.Argument(help="The database file (may be in use).")],
     as_path: Annotated[
         str | None,
-        typer.Option("--as", help="Path inside the snapshot (default sqlite/<file name>)."),
+        typer.Option("--as", help="Path inside the snapshot (default: sqlite/ and the file name)."),
     ] = None,
     tmpdir: Annotated[
         str | None,

@@ -1,0 +1,78 @@
+"""Help, counts and units as a new user reads them (issue 14, item 12), and completion."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from rich.console import Console
+
+from safehold.cli.output import BarProgress
+from tests.conftest import CLI, SAFEHOLD
+
+PANELS = ["Repository", "Backup and restore", "Browse", "Maintenance", "Databases", "Automation"]
+
+
+def help_text(*args: str, columns: int = 200) -> str:
+    env = {**os.environ, "COLUMNS": str(columns)}
+    proc = subprocess.run([*SAFEHOLD, *args, "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_commands_are_grouped_in_order_and_descriptions_do_not_break() -> None:
+    text = help_text()
+    panels = re.findall(r"^╭─ (.+?) ─", text, re.M)
+    assert panels == ["Options", *PANELS], panels
+    repository = text.split("╭─ Repository")[1].split("╰")[0]
+    assert re.search(r"^│ init ", repository, re.M), "init comes first, with the repository"
+    # the daemon's description is one paragraph: wide enough, it is one line
+    (daemon,) = [line for line in text.splitlines() if line.startswith("│ daemon ")]
+    assert "the log archivers, the protection status" in daemon
+    status = help_text("status")
+    assert "5 at least one is not (a source never backed up" in status
+
+
+def test_a_command_help_names_the_global_options_that_may_follow() -> None:
+    for args in (["backup"], ["pg", "backup"], ["status"]):
+        text = " ".join(help_text(*args).split())
+        assert "Global options may also follow the command: --repo/-r" in text, args
+
+
+def test_counts_agree_and_skipped_entries_are_counted(cli: CLI, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "one.txt").write_text("one\n")
+    cli.init()
+    backup = cli.run("backup", data).stdout.decode()
+    assert "Processed 1 file," in backup, backup
+    target = tmp_path / "restore"
+    first = cli.run("restore", "latest", "--target", target).stdout.decode()
+    assert ": 1 file, " in first and "entry skipped" not in first, first
+    again = cli.run("restore", "latest", "--target", target, "--overwrite", "never").stdout
+    assert "; 1 entry skipped (already there: --overwrite never)" in again.decode()
+    check = cli.run("check").stdout.decode()
+    assert "checked 1 snapshot, " in check and "0 warnings" in check, check
+
+
+def test_the_progress_bar_counts_bytes_in_binary_units_as_the_summaries() -> None:
+    bar = BarProgress("backup")
+    bar.set_total(2, 3 << 30)
+    bar.advance(1, 3 << 29)
+    console = Console(width=200, record=True, force_terminal=False)
+    console.print(bar._bar.make_tasks_table(bar._bar.tasks))  # the bar as it would be drawn
+    drawn = console.export_text()
+    assert "1.5/3.0 GiB" in drawn and " GB" not in drawn, drawn
+
+
+def test_shell_completion_is_offered() -> None:
+    script = subprocess.run(
+        [*SAFEHOLD, "--show-completion", "bash"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "_SAFEHOLD_COMPLETE=complete_bash" in script
+    env = {**os.environ, "COMP_WORDS": "safehold res", "COMP_CWORD": "1"}
+    env["_SAFEHOLD_COMPLETE"] = "complete_bash"
+    words = subprocess.run(SAFEHOLD, capture_output=True, text=True, env=env).stdout.split()
+    assert words == ["restore"], words
