@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import CLI
-from tests.e2e.test_cli import backup, json_doc, snapshots
+from tests.e2e.test_cli import backup, json_doc, json_lines, snapshots
 
 
 def two_hosts(cli: CLI, tmp_path: Path) -> tuple[Path, list[str]]:
@@ -126,3 +127,16 @@ def test_snapshots_latest_compact_group_by(cli: CLI, tmp_path: Path) -> None:
     text = cli.run("snapshots", "-g", "host,paths", "--latest", "1").stdout.decode()
     assert f"snapshots of host h1; paths {data}" in text and ids[0][:8] not in text, text
     assert "cannot group by colour" in fail_line(cli, "snapshots", "--group-by", "colour")
+
+
+def test_diff_metadata(cli: CLI, tmp_path: Path) -> None:
+    data, ids = two_hosts(cli, tmp_path)
+    os.utime(data / "app.conf", ns=(5, 5))
+    third = backup(cli, data, "--host", "h1")["snapshot_id"]
+    plain = cli.run("diff", ids[1], third).stdout.decode()
+    assert "app.conf" not in plain and "0 modified" in plain
+    with_meta = cli.run("diff", "--metadata", ids[1], third).stdout.decode()
+    assert f"U  {data / 'app.conf'}" in with_meta and "metadata only" in with_meta
+    docs = json_lines(cli.run("--json", "diff", "--metadata", ids[1], third))
+    assert {"change": "U", "path": str(data / "app.conf"), "type": "file"} in docs
+    assert docs[-1]["metadata_changed"] >= 1  # the file (and /tmp itself, if it moved on)

@@ -72,10 +72,16 @@ def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple
 
 
 def diff_trees(
-    repo: Repository, old: str | None, new: str | None, prefix: bytes = b""
+    repo: Repository,
+    old: str | None,
+    new: str | None,
+    prefix: bytes = b"",
+    metadata: bool = False,
 ) -> Iterator[tuple[str, bytes, Node]]:
     """("+", path, node) added, ("-", …) removed, ("M", …) changed (content, target, mode or
-    owner), ("T", …) of another type; equal subtrees are skipped. Iterative, like ``walk``."""
+    owner), ("T", …) of another type; with ``metadata`` also ("U", …) for an entry whose
+    content, mode and owner are the same but whose mtime, owner names or xattrs are not
+    (restic's ``diff --metadata``). Equal subtrees are skipped. Iterative, like ``walk``."""
     stack: list[tuple[bytes, Iterator[bytes], dict[bytes, Node], dict[bytes, Node]]] = []
 
     def compare(old: str | None, new: str | None, prefix: bytes) -> None:
@@ -107,6 +113,8 @@ def diff_trees(
             elif a.type == "dir":
                 if _attributes(a) != _attributes(b):  # a directory's own mode or owner
                     yield "M", path, b
+                elif metadata and _metadata(a) != _metadata(b):
+                    yield "U", path, b
                 compare(a.subtree, b.subtree, path)
             elif (a.content, a.target, a.rdev, *_attributes(a)) != (
                 b.content,
@@ -115,6 +123,8 @@ def diff_trees(
                 *_attributes(b),
             ):
                 yield "M", path, b
+            elif metadata and _metadata(a) != _metadata(b):
+                yield "U", path, b
 
 
 def _with_contents(
@@ -127,6 +137,10 @@ def _with_contents(
 
 def _attributes(node: Node) -> tuple[int, int, int]:
     return node.mode, node.uid, node.gid
+
+
+def _metadata(node: Node) -> tuple[object, ...]:
+    return node.mtime_ns, node.user, node.group, node.xattrs
 
 
 def dump_file(repo: Repository, node: Node, out: BinaryIO) -> int:

@@ -87,13 +87,21 @@ def ls(
 
 
 @app.command()
-def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
+def diff(
+    ctx: typer.Context,
+    snapshot1: str,
+    snapshot2: str,
+    metadata: Annotated[
+        bool,
+        typer.Option("--metadata", help="Also U: same content, other mtime, owner or xattrs."),
+    ] = False,
+) -> None:
     """Show what changed between two snapshots: + added, - removed, M modified, T type."""
     s = settings(ctx)
     repo = s.open_repository(lock="shared")
     a, b = resolve_snapshot(repo, snapshot1), resolve_snapshot(repo, snapshot2)
-    counts = {"+": 0, "-": 0, "M": 0, "T": 0}
-    for change, path, node in diff_trees(repo, a.tree, b.tree):
+    counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
+    for change, path, node in diff_trees(repo, a.tree, b.tree, metadata=metadata):
         counts[change] += 1
         if s.json:
             print_json({"change": change, "path": os.fsdecode(path), "type": node.type})
@@ -107,12 +115,14 @@ def diff(ctx: typer.Context, snapshot1: str, snapshot2: str) -> None:
                 "removed": counts["-"],
                 "modified": counts["M"],
                 "type_changed": counts["T"],
+                **({"metadata_changed": counts["U"]} if metadata else {}),
             }
         )
     elif not s.quiet:
         out().print(
             f"{counts['+']} added, {counts['-']} removed, "
             f"{counts['M']} modified, {counts['T']} changed type"
+            + (f", {counts['U']} metadata only" if metadata else "")
         )
 
 
