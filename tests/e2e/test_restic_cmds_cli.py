@@ -140,3 +140,28 @@ def test_diff_metadata(cli: CLI, tmp_path: Path) -> None:
     docs = json_lines(cli.run("--json", "diff", "--metadata", ids[1], third))
     assert {"change": "U", "path": str(data / "app.conf"), "type": "file"} in docs
     assert docs[-1]["metadata_changed"] >= 1  # the file (and /tmp itself, if it moved on)
+
+
+def test_rewrite_cuts_a_leaked_secret_out(cli: CLI, tmp_path: Path) -> None:
+    data, ids = two_hosts(cli, tmp_path)
+    secret = data / "etc" / "Secret.KEY"
+    dry = cli.run("rewrite", "--iexclude", "secret.key", "--dry-run").stdout.decode()
+    assert "3 of 3 snapshots would be rewritten" in dry and f"cut {secret}" in dry, dry
+    assert {s["id"] for s in snapshots(cli)} == set(ids)
+
+    doc = json_doc(cli.run("--json", "rewrite", "-e", "Secret.KEY", "--forget", "--host", "h1"))
+    assert doc["rewritten"] == 2 and all(r["forgotten"] for r in doc["snapshots"])
+    now = snapshots(cli)
+    assert {s["original"] for s in now if s["hostname"] == "h1"} == set(ids[:2])
+    assert all("rewrite" in s["tags"] for s in now if s["hostname"] == "h1")
+    assert [d["snapshot"] for d in json_doc(cli.run("--json", "find", "Secret.KEY"))] == [ids[2]]
+    target = tmp_path / "r"
+    cli.run("restore", "latest", "--host", "h1", "-t", target)
+    assert (
+        not (target / str(secret)[1:]).exists() and (target / str(data)[1:] / "app.conf").exists()
+    )
+    assert cli.run("check").returncode == 0
+
+    assert "nothing to do" in fail_line(cli, "rewrite", "latest")
+    assert "invalid pattern" in fail_line(cli, "rewrite", "-e", "[z-a]")
+    assert "No snapshot matches 'abcdef12'" in fail_line(cli, "rewrite", "-e", "x", "abcdef12")

@@ -36,6 +36,7 @@ COMMAND_MODULES = {
     "find": "find_cmd",
     "tag": "tag_cmd",
     "cat": "cat_cmd",
+    "rewrite": "rewrite_cmd",
     "init": "repo_cmd",
     "key": "repo_cmd",
     "restore": "restore_cmd",

@@ -47,7 +47,11 @@ __all__ = [
     "Change",
     "RepairSnapshotsResult",
     "SnapshotRepair",
+    "TreeSink",
+    "derived_twins",
+    "forget_snapshot",
     "repair_snapshots",
+    "save_derived",
     "select_snapshots",
 ]
 
@@ -155,8 +159,9 @@ class _Outcome:
 _UNCHANGED = _Outcome("")  # one shared value for the many trees that need nothing
 
 
-class _TreeSink:
-    """Stores rewritten trees, or in a dry run only computes their ids."""
+class TreeSink:
+    """Stores rewritten trees, or in a dry run only computes their ids (shared with
+    ``rewrite``, ops/rewrite.py)."""
 
     def __init__(self, repo: Repository, packs: dict[str, int], saver: BlobSaver | None) -> None:
         self.repo = repo
@@ -193,7 +198,7 @@ class _Repairer:
         self.packs = {info.key.rsplit("/", 1)[-1]: info.size for info in repo.store.list("data/")}
         self.verified: dict[bytes, bool] = {}  # read_data: blob id -> authenticated
         self.done: dict[str, _Outcome] = {}
-        self.sink = _TreeSink(repo, self.packs, None)
+        self.sink = TreeSink(repo, self.packs, None)
 
     # ---- data blobs -----------------------------------------------------------------
 
@@ -338,26 +343,24 @@ def repair_snapshots(
             repairer.sink.saver = writer
             outcomes = [(s, repairer.repair_tree(s.tree)) for s in snapshots]
     result.trees_written = repairer.sink.written
-    twins = _repaired_twins(repo)
+    twins = derived_twins(repo)
     for snapshot, outcome in outcomes:
         entry = _describe(snapshot, outcome)
         result.snapshots.append(entry)
         if entry.status == "repaired":
-            entry.new_id = twins.get((snapshot.id, entry.new_tree or ""))
-            if entry.new_id is not None:
+            new = _repaired(snapshot, entry.new_tree or "")
+            entry.new_id, twin = save_derived(repo, new, twins, dry_run, before_write)
+            if twin:
                 entry.status = "already_repaired"
-            elif not dry_run:
-                before_write()
-                entry.new_id = repo.save_snapshot(_repaired(snapshot, entry.new_tree or ""))
         if forget and entry.status != "unchanged":
-            entry.forgotten = _forget(repo, snapshot.id, dry_run, before_write)
+            entry.forgotten = forget_snapshot(repo, snapshot.id, dry_run, before_write)
     for snapshot_id in unreadable:
         reason = "snapshot document cannot be loaded"
         if not forget_unreadable:
             reason += "; name it with --forget to delete it"
         entry = SnapshotRepair(snapshot_id, "unreadable", reason=reason)
         if forget_unreadable:
-            entry.forgotten = _forget(repo, snapshot_id, dry_run, before_write)
+            entry.forgotten = forget_snapshot(repo, snapshot_id, dry_run, before_write)
         result.snapshots.append(entry)
     return result
 
@@ -377,8 +380,8 @@ def _repaired(original: Snapshot, tree: str) -> Snapshot:
     return replace(original, tree=tree, tags=tags, original=original.id, id="")
 
 
-def _repaired_twins(repo: Repository) -> dict[tuple[str, str], str]:
-    """(original id, tree) -> id of a repaired snapshot already in the repository."""
+def derived_twins(repo: Repository) -> dict[tuple[str, str], str]:
+    """(original id, tree) -> id of a snapshot already derived from it with that tree."""
     twins: dict[tuple[str, str], str] = {}
     for s in repo.list_snapshots():
         if s.original is not None:
@@ -386,7 +389,30 @@ def _repaired_twins(repo: Repository) -> dict[tuple[str, str], str]:
     return twins
 
 
-def _forget(repo: Repository, snapshot_id: str, dry_run: bool, before: Callable[[], None]) -> bool:
+def save_derived(
+    repo: Repository,
+    new: Snapshot,
+    twins: dict[tuple[str, str], str],
+    dry_run: bool,
+    before_write: Callable[[], None],
+) -> tuple[str | None, bool]:
+    """Save a snapshot derived from another (``original`` set; its trees stored and
+    indexed already), unless a twin exists: (its id, whether it was a twin). In a dry run
+    nothing is saved and a new snapshot has no id."""
+    assert new.original is not None
+    twin = twins.get((new.original, new.tree))
+    if twin is not None:
+        return twin, True
+    if dry_run:
+        return None, False
+    before_write()
+    return repo.save_snapshot(new), False
+
+
+def forget_snapshot(
+    repo: Repository, snapshot_id: str, dry_run: bool, before: Callable[[], None]
+) -> bool:
+    """Delete an original once what replaces it is saved; True (as a dry run would)."""
     if not dry_run:
         before()
         repo.delete_snapshot(snapshot_id)
