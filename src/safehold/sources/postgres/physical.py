@@ -91,14 +91,21 @@ class PgBackupRequest:
     ensure_locked: Callable[[], None] | None = None
 
 
-def conninfo_of(dsn: str | None, host: str | None, port: int | None, user: str | None) -> str:
-    """A libpq connection string from a DSN and separate settings (which win)."""
+def conninfo_of(
+    dsn: str | None,
+    host: str | None,
+    port: int | None,
+    user: str | None,
+    dbname: str | None = "postgres",
+) -> str:
+    """A libpq connection string from a DSN and separate settings (which win); ``dbname``
+    is added unless the DSN names one (None: not at all)."""
     parts = [dsn or ""]
     for key, value in (("host", host), ("port", port), ("user", user)):
         if value is not None:
             parts.append(f"{key}={shlex.quote(str(value))}")
-    if "dbname" not in (dsn or ""):
-        parts.append("dbname=postgres")
+    if dbname is not None and "dbname" not in (dsn or ""):
+        parts.append(f"dbname={dbname}")
     return " ".join(p for p in parts if p)
 
 
