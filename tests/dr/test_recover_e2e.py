@@ -97,6 +97,7 @@ class Service:
     dropped_at: datetime | None = None
     before_drop: datetime | None = None
     accounts: list[tuple[Any, ...]] = field(default_factory=list)
+    cut: dict[str, Any] = field(default_factory=dict)
     recovered: list[tuple[Path, int]] = field(default_factory=list)  # pgdata, port to stop
 
     @property
@@ -110,18 +111,24 @@ class Service:
         assert not check or proc.returncode == 0, proc.stderr
         return proc
 
-    def backup(self, source: str, schedule: str = "backup") -> None:
-        """The daemon's command for one source's schedule, run as the daemon runs it."""
+    def job(self, action: str, target: str, schedule: str) -> str:
+        """The daemon's command for one job, run as the daemon runs it; its stdout."""
         policy = load_policy(self.config)
-        for command in job_commands(policy, JobId("backup", f"app/{source}", schedule)):
+        out = ""
+        for command in job_commands(policy, JobId(action, target, schedule)):
             proc = subprocess.run(
                 [*SAFEHOLD, *command.argv],
                 capture_output=True,
                 text=True,
-                env=clean_env(**command.env),
+                env=clean_env(SAFEHOLD_CONFIG=str(self.config), **command.env),
                 timeout=300,
             )
             assert proc.returncode == 0, proc.stderr
+            out += proc.stdout
+        return out
+
+    def backup(self, source: str, schedule: str = "backup") -> None:
+        self.job("backup", f"app/{source}", schedule)
 
     def recover(self, *args: str) -> tuple[int, dict[str, Any], str]:
         proc = self.safehold("--json", "recover", "app", "-c", str(self.config), *args)
@@ -224,6 +231,7 @@ def _protect_while_writing(svc: Service) -> None:
         time.sleep(1)
         for source in ("uploads", "config", "meta", "cache"):
             svc.backup(source)
+        svc.cut = json.loads(svc.job("cut", "app", "cuts"))
         time.sleep(1)
         svc.backup("uploads")
         svc.backup("meta")
@@ -330,3 +338,15 @@ def test_recover_a_whole_service(service: Service) -> None:
     db = {s["name"]: s for s in summary["sources"]}["db"]
     restored = PgCluster(Path(db["target"]), db["port"], svc.live.sockdir)
     assert restored.sql("SELECT * FROM accounts ORDER BY id") == svc.accounts
+
+    # a consistent cut, recorded by the daemon's cut job: files and rows from one second
+    listed = svc.safehold("--json", "cuts", "-c", str(svc.config), check=True)
+    assert [c["id"] for c in json.loads(listed.stdout)] == [svc.cut["id"]]
+    assert svc.cut["skew_seconds"] <= 1.0, svc.cut
+    at_cut = svc.base / "cut"
+    code, summary, err = svc.recover("--at-cut", svc.cut["id"][:10], "--target-root", str(at_cut))
+    assert code == 0, (err, summary)
+    assert summary["skew_seconds"] <= 1.0
+    by_name = {s["name"]: s for s in summary["sources"]}
+    assert by_name["uploads"]["snapshot_id"] == svc.cut["sources"]["uploads"]["snapshot"]
+    _oracle(svc, at_cut, summary, strict_window=1.0)

@@ -33,7 +33,11 @@ def cut(
         raise InvalidArgument(
             f"unknown service {service!r} (the policy defines: {', '.join(policy.services)})"
         )
+    from safehold.repo.lock import acquire
+
     repo = open_policy_repository(policy.repositories[policy.repository_of(service)])
+    s.lock = s.resources.enter_context(acquire(repo, False, retry_for=s.retry_lock))
+    repo.load_index()
     doc = record_cut(policy, service, repo)
     if s.json:
         print_json({"message_type": "summary", **doc})

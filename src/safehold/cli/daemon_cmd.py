@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -38,6 +39,9 @@ def daemon(ctx: typer.Context, config: ConfigOpt = None) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    from safehold.dr.load import CONFIG_ENV
+
+    os.environ[CONFIG_ENV] = os.path.abspath(path)  # for jobs that read the policy (cut)
     daemon = Daemon(policy, path, state_dir(policy, path))
     daemon.install_signal_handlers()
     daemon.run()

@@ -22,13 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from safehold.dr.jobs import job_commands
+from safehold.dr.jobs import job_commands, service_tag, source_tag
 from safehold.dr.policy import Policy
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import JobId
 from safehold.errors import InvalidArgument, NotFound, SafeholdError
 from safehold.repo.repository import Repository
-from safehold.repo.snapshot import format_time, parse_time
+from safehold.repo.snapshot import Snapshot, format_time, parse_time
 
 __all__ = ["CutFailed", "find_cut", "list_cuts", "record_cut"]
 
@@ -49,37 +49,106 @@ def _cut_id(moment: datetime) -> str:
 
 
 def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]:
-    """Back up the file-like sources together, mark every database's WAL, store the cut."""
+    """Back up the other sources, mark every database's WAL, store the cut.
+
+    Redis goes first: it waits out its replication delay (5 s by default) before it forks
+    the copy, which must not stand between the other sources and the mark. Then every
+    other source at once, then the mark: the skew is the mark against the earliest moment
+    any of that data was read.
+    """
     if service not in policy.services:
         raise InvalidArgument(f"unknown service {service!r}")
     sources = policy.services[service].sources
-    files = [s for s in sources if not _is_log_database(s)]
     databases = [s for s in sources if _is_log_database(s)]
     if not databases:
         raise CutFailed(service, "it has no PostgreSQL source whose log could be marked")
-    began = datetime.now(UTC)
-    with ThreadPoolExecutor(max_workers=max(1, len(files))) as pool:
-        snapshots = list(pool.map(lambda s: _backup(policy, service, s), files))
-    moment = datetime.now(UTC)
-    cut_id = _cut_id(moment)
-    doc: dict[str, Any] = {"id": cut_id, "service": service, "sources": {}}
-    for source, snapshot in zip(files, snapshots, strict=True):
-        doc["sources"][source.name] = snapshot
-    marks = [_mark(source, cut_id) for source in databases]
-    for source, mark in zip(databases, marks, strict=True):
-        doc["sources"][source.name] = mark
-    doc["time"] = min(parse_time(m["time"]) for m in marks).isoformat()
-    doc["skew_seconds"] = round((parse_time(doc["time"]) - began).total_seconds(), 3)
+    slow = [s for s in sources if s.kind == "redis"]
+    others = [s for s in sources if s.kind != "redis" and not _is_log_database(s)]
+    doc: dict[str, Any] = {"service": service, "sources": {}}
+    for group in (slow, others):
+        with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+            found = list(pool.map(lambda s: _timed(policy, service, s, repo), group))
+        doc["sources"].update({s.name: f for s, f in zip(group, found, strict=True)})
+    doc["id"] = cut_id = _cut_id(datetime.now(UTC))
+    for source in databases:
+        doc["sources"][source.name] = _mark(source, cut_id)
+    moment = min(parse_time(doc["sources"][s.name]["time"]) for s in databases)
+    read_from = min(
+        parse_time(f["read_from"]) for n, f in doc["sources"].items() if "read_from" in f
+    )
+    doc["time"] = moment.isoformat()
+    doc["skew_seconds"] = round(max(0.0, (moment - read_from).total_seconds()), 3)
     repo.put_log_file(f"{PREFIX}{service}/{cut_id}", json.dumps(doc).encode())
     return doc
 
 
-def _backup(policy: Policy, service: str, source: Source) -> dict[str, Any]:
-    """The source's backup, run as the daemon runs it; its snapshot id and time."""
+def _timed(policy: Policy, service: str, source: Source, repo: Repository) -> dict[str, Any]:
+    """The source's backup: its snapshot, when its data was read, how long it took."""
+    began = datetime.now(UTC)
+    snap = _backup(policy, service, source, repo)
+    if isinstance(snap, str):  # by command: read some time after it began
+        return {"snapshot": snap, "read_from": began.isoformat(), "seconds": _since(began)}
+    if source.kind in ("files", "bucket"):
+        read_from = snap.datetime
+    else:
+        from safehold.dr.recovery.plan import snapshot_point
+
+        read_from = snapshot_point(snap)
+    return {
+        "snapshot": snap.id,
+        "read_from": read_from.isoformat(),
+        "seconds": _since(began),
+    }
+
+
+def _since(began: datetime) -> float:
+    return round((datetime.now(UTC) - began).total_seconds(), 3)
+
+
+def _backup(policy: Policy, service: str, source: Source, repo: Repository) -> Snapshot | str:
+    """The source's backup with the daemon's tags: files, SQLite and Redis in this process
+    (one repository opened, no program start between the sources: that is the skew);
+    other kinds by the very command the daemon runs for them."""
+    tags = [service_tag(service), source_tag(service, source.name)]
+    options: Any = source.options
+    if source.kind == "files":
+        from safehold.archive.excludes import read_exclude_file
+        from safehold.archive.snapshotter import BackupRequest, run_backup
+
+        patterns = list(options.exclude)
+        for path in options.exclude_file:
+            patterns.extend(read_exclude_file(path))
+        request = BackupRequest(
+            paths=list(options.paths),
+            tags=[*options.tags, *tags],
+            hostname=options.host,
+            excludes=patterns,
+            exclude_caches=options.exclude_caches,
+            one_file_system=options.one_file_system,
+        )
+        return run_backup(repo, request).snapshot
+    if source.kind in ("sqlite", "redis"):
+        from safehold.sources.command import StreamSpec
+
+        if source.kind == "sqlite":
+            from safehold.sources.sqlite import backup_sqlite, default_name
+
+            name = options.as_path or default_name(options.database)
+            spec = StreamSpec(name, tags=[*options.tags, *tags], hostname=options.host)
+            return backup_sqlite(repo, options.database, spec, options.tmpdir).snapshot
+        from safehold.sources.redis import RedisConn, backup_redis
+
+        conn = RedisConn(options.host, options.port, options.socket, options.auth_file)
+        spec = StreamSpec(options.as_path or "redis/dump.rdb", tags=[*options.tags, *tags])
+        return backup_redis(repo, conn, spec).snapshot
+    return _backup_by_command(policy, service, source)
+
+
+def _backup_by_command(policy: Policy, service: str, source: Source) -> str:
+    """The daemon's command for the source; the id of the snapshot it made."""
     from safehold.sources import external
 
-    commands = job_commands(policy, JobId("backup", f"{service}/{source.name}", "backup"))
-    command = commands[0]
+    command = job_commands(policy, JobId("backup", f"{service}/{source.name}", "backup"))[0]
     proc = external.run(
         [sys.executable, "-m", "safehold", *command.argv], env={**os.environ, **command.env}
     )
@@ -89,7 +158,7 @@ def _backup(policy: Policy, service: str, source: Source) -> dict[str, Any]:
         except ValueError:
             continue
         if isinstance(summary, dict) and summary.get("snapshot_id"):
-            return {"snapshot": summary["snapshot_id"]}
+            return str(summary["snapshot_id"])
     raise CutFailed(service, f"the backup of {source.name} named no snapshot")
 
 

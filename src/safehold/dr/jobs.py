@@ -104,6 +104,9 @@ def job_commands(policy: Policy, job: JobId, check_part: str | None = None) -> l
     policy's ``read_data_subset`` for the daemon's rotating check."""
     if job.action == "backup":
         return _backup(policy, job)
+    if job.action == "cut":  # the policy comes from SAFEHOLD_CONFIG, which the daemon sets
+        repo = policy.repository_of(job.target)
+        return [JobCommand(["--json", "cut", job.target], _repo_env(policy, repo), repo)]
     repo_name = job.target
     env = _repo_env(policy, repo_name)
     if job.action == "replicate":

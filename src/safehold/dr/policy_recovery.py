@@ -15,7 +15,16 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from safehold.dr.fields import AbsolutePath, Name, PolicyModel, PositiveInterval, Text, fail
+from safehold.dr.fields import (
+    OFF,
+    AbsolutePath,
+    CronOrOff,
+    Name,
+    PolicyModel,
+    PositiveInterval,
+    Text,
+    fail,
+)
 
 __all__ = [
     "TARGET_KEYS",
@@ -109,6 +118,7 @@ class Recovery(PolicyModel):
     checks: list[HealthCheck] = Field(default_factory=list)
     safehold_command: Text | None = None  # how the postgres user runs safehold (WAL fetch)
     timeout: PositiveInterval = timedelta(hours=1)  # for each database to finish recovery
+    cuts: CronOrOff = OFF  # when the daemon records a consistent cut (dr/cuts.py)
 
 
 def recovery_problems(service: str, document: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:

@@ -123,7 +123,8 @@ class JobId:
     name: full, incremental, backup, logs), ``replicate`` (``target`` = ``repository``,
     ``schedule`` = the replica's location), ``replicate-logs`` (the same, for the log
     follower that copies archived logs between replications), ``check`` or ``retention``
-    (``target`` = the repository, ``schedule`` = the action's name).
+    (``target`` = the repository, ``schedule`` = the action's name), ``cut`` (``target``
+    = the service: a consistent cut, dr/cuts.py).
     """
 
     action: str
@@ -150,6 +151,8 @@ def scheduled_jobs(policy: Policy) -> list[tuple[JobId, str]]:
             for name, (spec, _origin) in source.effective_schedules().items():
                 if cron_error(spec) is None:
                     jobs.append((JobId("backup", target, name), spec))
+        if cron_error(service.recovery.cuts) is None:
+            jobs.append((JobId("cut", service_name, "cuts"), service.recovery.cuts))
     for repo_name, repo in policy.repositories.items():
         for replica in repo.replicas:
             if cron_error(replica.schedule) is None:
