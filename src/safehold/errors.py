@@ -167,3 +167,11 @@ class NoCopyReadable(SafeholdError):
     """No copy of repository {0} can be read: {1}"""
 
     exit_code = 10
+
+
+class SnapshotTooLarge(SafeholdError):
+    """Snapshot {0} expands to {1} entries, more than the {2} it accounts for; refusing"""
+
+
+class TooDeep(SafeholdError):
+    """{0}: deeper than {1} directory levels, more than safehold restores or lists"""

@@ -97,8 +97,8 @@ def test_compress_round_trip(data: bytes) -> None:
     for level in (0, 3):
         payload = compress(data, level)
         assert payload[0] in (0, 1)
-        assert decompress(payload, len(data), "x") == data
-        assert decompress(payload, None, "x") == data
+        assert decompress(payload, len(data), "x", 1 << 20) == data
+        assert decompress(payload, None, "x", 1 << 20) == data
 
 
 def test_compression_only_when_it_helps() -> None:
@@ -113,13 +113,13 @@ def test_compression_only_when_it_helps() -> None:
 
 def test_decompress_rejects_bad_payloads() -> None:
     with pytest.raises(CorruptObject, match="empty payload"):
-        decompress(b"", None, "x")
+        decompress(b"", None, "x", 1 << 20)
     with pytest.raises(CorruptObject, match="unknown compression flag 7"):
-        decompress(b"\x07abc", None, "x")
+        decompress(b"\x07abc", None, "x", 1 << 20)
     with pytest.raises(CorruptObject, match="zstd"):
-        decompress(b"\x01not a zstd frame", 10, "x")
+        decompress(b"\x01not a zstd frame", 10, "x", 1 << 20)
     with pytest.raises(CorruptObject, match="expected 5 bytes, got 3"):
-        decompress(b"\x00abc", 5, "x")
+        decompress(b"\x00abc", 5, "x", 1 << 20)
 
 
 # ---- key files and config -------------------------------------------------------------

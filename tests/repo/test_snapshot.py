@@ -135,12 +135,39 @@ def test_snapshot_document_round_trip_without_its_id() -> None:
 
 def test_a_stored_id_field_is_ignored() -> None:
     raw = json.dumps(
-        {"time": "2026-01-01T00:00:00Z", "tree": "t", "paths": [], "hostname": "h", "id": "forged"}
+        {"time": "2026-01-01T00:00:00Z", "tree": "ab" * 32, "paths": [], "hostname": "h"}
+        | {"id": "forged"}
     )
     assert Snapshot.from_bytes(raw.encode(), "real").id == "real"
 
 
-@pytest.mark.parametrize("raw", [b"not json", b'{"time": "x"}', b'{"unknown": 1}', b"[1]"])
+GOOD = {"time": "2026-01-01T00:00:00Z", "tree": "ab" * 32, "paths": ["/etc"], "hostname": "h"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b'{"time": "x"}',
+        b'{"unknown": 1}',
+        b"[1]",
+        *(
+            json.dumps(GOOD | {field: value}).encode()
+            for field, value in [
+                ("tree", 12345),
+                ("tree", "AB" * 32),
+                ("tree", "ab" * 31),
+                ("paths", "/etc"),
+                ("tags", [1]),
+                ("hostname", None),
+                ("summary", {"files": "many"}),
+                ("source", []),
+                ("parent", 7),
+                ("time", 2026),
+            ]
+        ),
+    ],
+)
 def test_malformed_snapshot_documents_are_corrupt(raw: bytes) -> None:
     with pytest.raises(CorruptObject, match="snapshots/abc"):
         Snapshot.from_bytes(raw, "abc")

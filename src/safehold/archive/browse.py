@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from safehold.archive.tree import Node, decode_tree
-from safehold.errors import InvalidArgument
+from safehold.archive.extent import check_extent, measure
+from safehold.archive.tree import Node, iter_entries, tree_nodes
+from safehold.errors import InvalidArgument, TooDeep
+from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 
@@ -18,7 +20,7 @@ __all__ = ["SizeStats", "diff_trees", "dump_file", "find_node", "size_stats", "w
 def _nodes(repo: Repository, tree_id: str | None) -> list[Node]:
     if not tree_id:
         return []
-    return decode_tree(repo.load_tree_document(tree_id), f"tree {tree_id}")
+    return tree_nodes(repo.load_tree_text(tree_id), f"tree {tree_id}")
 
 
 def _split(path: str) -> list[bytes]:
@@ -33,10 +35,11 @@ def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node | None:
     tree_id: str | None = snapshot.tree
     node = None
     for part in parts:
-        by_name = {n.name: n for n in _nodes(repo, tree_id)}
-        if part not in by_name:
+        entries = iter_entries(repo.load_tree_text(tree_id), f"tree {tree_id}") if tree_id else ()
+        # as restore does: the first entry of a name, whatever else is wrong in the tree
+        node = next((n for n in entries if isinstance(n, Node) and n.name == part), None)
+        if node is None:
             raise InvalidArgument(f"{path} is not in snapshot {snapshot.short_id}")
-        node = by_name[part]
         tree_id = node.subtree if node.type == "dir" else None
     return node
 
@@ -44,7 +47,9 @@ def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node | None:
 def walk(repo: Repository, tree_id: str | None, prefix: bytes) -> Iterator[tuple[bytes, Node]]:
     """Every entry below a tree, depth first, with its absolute path.
 
-    Iterative, not recursive: a tree may be deeper than Python's recursion limit.
+    Iterative, not recursive: a tree may be deeper than Python's recursion limit. A
+    directory deeper than ``MAX_DEPTH`` levels ends the walk with an error (restore
+    does not restore it either).
     """
     stack = [(prefix, iter(_nodes(repo, tree_id)))]
     while stack:
@@ -54,14 +59,20 @@ def walk(repo: Repository, tree_id: str | None, prefix: bytes) -> Iterator[tuple
             stack.pop()
             continue
         path = base + b"/" + node.name
+        if node.type == "dir" and len(stack) > MAX_DEPTH:
+            raise TooDeep(os.fsdecode(path), MAX_DEPTH)
         yield path, node
         if node.type == "dir":
             stack.append((path, iter(_nodes(repo, node.subtree))))
 
 
 def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple[bytes, Node]]:
-    """``walk`` from an absolute path: the entry itself, then what is below it."""
+    """``walk`` from an absolute path: the entry itself, then what is below it; refused
+    (``SnapshotTooLarge``) when shared trees make it expand past what the snapshot holds."""
     node = find_node(repo, snapshot, path) if path.rstrip("/") else None
+    start = node.subtree if node is not None else snapshot.tree
+    if start:
+        check_extent(snapshot, measure(lambda t: _nodes(repo, t), start), start)
     if node is None:
         yield from walk(repo, snapshot.tree, b"")
         return

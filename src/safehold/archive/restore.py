@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat
 import threading
 from collections import deque
@@ -22,13 +23,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from safehold.archive.extent import check_extent, measure
 from safehold.archive.metadata import gid_for, uid_for
 from safehold.archive.progress import NullProgress, Progress
 from safehold.archive.restore_packs import PackRead, ReadLimits, TreePacks, plan_reads, read_blobs
 from safehold.archive.restore_select import Selection
-from safehold.archive.tree import Node, decode_entries, safe_name
+from safehold.archive.tree import BadEntry, Node, iter_entries, safe_name
 from safehold.errors import InvalidArgument, InvalidPath, SafeholdError
+from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
+from safehold.repo.snapshot import Snapshot
 from safehold.storage.local import LocalStore
 
 __all__ = ["OVERWRITE_MODES", "RestoreOptions", "RestoreStats", "Restorer"]
@@ -44,6 +48,7 @@ TREE_PACKS_HELD = 4  # tree packs kept in memory, in packs of the configured siz
 SPARSE_BLOCK = 4096  # the usual file-system block: a smaller hole is no hole
 ZEROS = bytes(SPARSE_BLOCK)
 ZERO_PROBE = bytes(2 * SPARSE_BLOCK)  # a chunk without such a run has no aligned hole
+BAD_ENTRIES_NAMED = 10  # per directory; a tree of two million bad entries costs one more line
 
 
 @dataclass
@@ -56,6 +61,9 @@ class RestoreOptions:
     verify: bool = False
     numeric_owner: bool = False
     workers: int = 0
+    # for snapshots from other hosts: no device nodes, no setuid/setgid bits, no
+    # security.* or trusted.* xattrs (as root, restore otherwise recreates them, as tar does)
+    no_special: bool = False
 
 
 @dataclass
@@ -101,6 +109,7 @@ class _File:
     name: bytes
     path: bytes
     fd: int | None = None
+    size: int = 0  # of the content as stored, whatever ``node.size`` says
     remaining: int = 0
     written: int = 0
     presized: bool = False
@@ -134,7 +143,7 @@ class Restorer:
         self._is_root = os.geteuid() == 0
         self._own_ids = (os.geteuid(), os.getegid())
         self._umask = _current_umask()
-        self._links: dict[tuple[int, int], bytes] = {}
+        self._links: dict[tuple[int, int], tuple[bytes, list[bytes]]] = {}
         self._lock = threading.Lock()
         # CPU-bound work wants one thread per core; a remote store wants a request in
         # flight per connection it allows (--connections), since each read waits on it.
@@ -147,7 +156,16 @@ class Restorer:
         self._load_tree = self._tree_loader()
         self.stats = RestoreStats()
 
-    def restore(self, tree_id: str, target: str) -> RestoreStats:
+    def restore(self, tree_id: str, target: str, snapshot: Snapshot | None = None) -> RestoreStats:
+        """Restore a tree under ``target``; ``snapshot`` (its summary) bounds how far the
+        tree may expand, else only what is stored does (``extent.allowance``)."""
+        try:
+            extent = measure(self._nodes, tree_id)
+            check_extent(snapshot, extent, tree_id)
+        except BaseException:
+            self._pool.shutdown()
+            raise
+        _allow_open_files(MAX_DEPTH + BATCHES_IN_FLIGHT * BATCH_FILES + 64)
         os.makedirs(target, exist_ok=True)
         root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
         self._root_fd = root_fd
@@ -166,11 +184,11 @@ class Restorer:
             os.close(root_fd)
         return self.stats
 
-    def _tree_loader(self) -> Callable[[str], dict[str, object]]:
+    def _tree_loader(self) -> Callable[[str], str]:
         """Whole tree packs from a remote store, unless --include picks a few paths (then
         the few trees on their way are cheaper read one by one)."""
         if isinstance(self._repo.store, LocalStore) or self._select.narrows:
-            return self._repo.load_tree_document
+            return self._repo.load_tree_text
         return TreePacks(self._repo, TREE_PACKS_HELD * self._repo.config.pack_size).load
 
     def _close_unfinished(self) -> None:
@@ -202,13 +220,16 @@ class Restorer:
                     self._release(here)
                 continue
             path = here.path + b"/" + node.name
+            selection = self._selection(path)
+            if selection == "skip" or (selection == "descend" and node.type != "dir"):
+                continue
             try:
                 name = safe_name(node.name)
             except InvalidPath as exc:
                 self._error(path, str(exc))
                 continue
-            selection = self._selection(path)
-            if selection == "skip" or (selection == "descend" and node.type != "dir"):
+            if node.type == "dir" and len(stack) > MAX_DEPTH:
+                self._error(path, f"not restored: deeper than {MAX_DEPTH} directory levels")
                 continue
             rel = here.rel + b"/" + name if here.rel else name
             try:
@@ -222,12 +243,31 @@ class Restorer:
                 self._error(path, exc.strerror or str(exc))
 
     def _entries(self, tree_id: str, path: bytes) -> Iterator[Node]:
-        """A tree's usable entries; the bad ones (malformed, a repeated name) are reported."""
-        nodes, bad = decode_entries(self._load_tree(tree_id), f"tree {tree_id}")
-        for entry in bad:  # the first of a repeated name is restored, later ones never
-            if self._selection(path + b"/" + entry.name) != "skip":
+        """A tree's usable entries, read one at a time; the bad ones (malformed, a repeated
+        name) are reported, the first few by name and the rest in one line."""
+        entries = iter_entries(self._load_tree(tree_id), f"tree {tree_id}")
+        return self._reporting(entries, path)
+
+    def _reporting(self, entries: Iterator[Node | BadEntry], path: bytes) -> Iterator[Node]:
+        more = 0
+        for entry in entries:
+            if isinstance(entry, Node):
+                yield entry
+            elif self._selection(path + b"/" + entry.name) == "skip":
+                continue
+            elif more < BAD_ENTRIES_NAMED:  # the first of a repeated name is restored
                 self._error(path + b"/" + entry.name, f"not restored: {entry.reason}")
-        return iter(nodes)
+                more += 1
+            else:
+                more += 1
+        if more > BAD_ENTRIES_NAMED:
+            self._error(path or b"/", f"{more - BAD_ENTRIES_NAMED} more bad entries not restored")
+
+    def _nodes(self, tree_id: str) -> Iterator[Node]:
+        """The usable nodes of a tree, for measuring it."""
+        for entry in iter_entries(self._load_tree(tree_id), f"tree {tree_id}"):
+            if isinstance(entry, Node):
+                yield entry
 
     def _restore_node(
         self, node: Node, parent: _OpenDir, name: bytes, rel: bytes, path: bytes
@@ -247,6 +287,8 @@ class Restorer:
             os.mkfifo(name, 0o600, dir_fd=dir_fd)
             self._set_path_metadata(node, dir_fd, name, is_link=False)
             self.stats.other_restored += 1
+        elif node.type in ("chardev", "blockdev") and self._opts.no_special:
+            self.stats.files_skipped += 1
         elif node.type in ("chardev", "blockdev"):
             kind = stat.S_IFCHR if node.type == "chardev" else stat.S_IFBLK
             os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
@@ -332,9 +374,10 @@ class Restorer:
         self, node: Node, parent: _OpenDir, name: bytes, rel: bytes, path: bytes
     ) -> None:
         link_key = (node.device, node.inode)
-        if node.links > 1 and link_key in self._links:
+        linked = self._links.get(link_key) if node.links > 1 else None
+        if linked is not None and linked[1] == node.content:
             os.link(
-                self._links[link_key],
+                linked[0],
                 name,
                 src_dir_fd=self._root_fd,
                 dst_dir_fd=parent.fd,
@@ -343,10 +386,12 @@ class Restorer:
             with self._lock:  # pool threads count too
                 self.stats.files_restored += 1
             return
+        if linked is not None:  # one inode, two contents: the snapshot contradicts itself
+            self._error(path, "same inode as another file but other content: not linked")
         fd = None
-        if node.links > 1:  # created now, so that its other names can link to it
+        if node.links > 1 and linked is None:  # created now, for its other names to link to
             fd = self._create(parent, name, node)
-            self._links[link_key] = rel
+            self._links[link_key] = (rel, node.content)
         with self._lock:
             parent.pending += 1
         batch = self._batch
@@ -370,6 +415,15 @@ class Restorer:
         )
         for number, exc in unusable.items():
             self._fail(files[number], str(exc))
+        for number, f in enumerate(files):
+            if number not in unusable:
+                f.size = sum(self._repo.locate(blob_id).raw_length for blob_id in f.node.content)
+                if f.size != f.node.size:
+                    self._error(
+                        f.path,
+                        f"size {f.node.size} disagrees with its content ({f.size} bytes):"
+                        " restored as stored",
+                    )
         for read in reads:
             for blob in read.blobs:
                 for number, _ in blob.uses:
@@ -390,7 +444,7 @@ class Restorer:
         are), so that most files need no chmod later."""
         flags = os.O_RDWR if self._opts.verify else os.O_WRONLY
         flags |= os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        return os.open(name, flags, node.mode & 0o777, dir_fd=parent.fd)
+        return os.open(name, flags, self._mode(node) & 0o777, dir_fd=parent.fd)
 
     # ---- file contents (pool threads) -------------------------------------------------
 
@@ -437,8 +491,8 @@ class Restorer:
                 return None
             if f.fd is None:
                 f.fd = self._create(f.parent, f.name, f.node)
-                if len(f.node.content) > 1 and f.node.size:
-                    os.ftruncate(f.fd, f.node.size)
+                if len(f.node.content) > 1 and f.size:
+                    os.ftruncate(f.fd, f.size)
                     f.presized = True
             return f.fd
 
@@ -456,11 +510,11 @@ class Restorer:
         try:
             fd = self._opened(f)
             if fd is not None:
-                if (f.sparse and not f.presized) or f.written != node.size:
-                    os.ftruncate(fd, node.size)  # also makes a trailing hole
+                if (f.sparse and not f.presized) or f.written != f.size:
+                    os.ftruncate(fd, f.size)  # also makes a trailing hole
                 if self._opts.verify:
                     self._verify(fd, node.content, 0)
-                    if os.fstat(fd).st_size != node.size:
+                    if os.fstat(fd).st_size != f.size:
                         raise InvalidArgument("verification failed: restored size differs")
                 self._set_fd_metadata(node, fd, created=f.parent.fresh)
         except SafeholdError as exc:
@@ -499,6 +553,9 @@ class Restorer:
 
     # ---- metadata ---------------------------------------------------------------------
 
+    def _mode(self, node: Node) -> int:
+        return node.mode & ~0o6000 if self._opts.no_special else node.mode
+
     def _owner(self, node: Node) -> tuple[int, int]:
         """By name where this system knows the name (as tar and borg do), else numeric."""
         if self._opts.numeric_owner:
@@ -512,9 +569,12 @@ class Restorer:
         chown = self._is_root and not (created and owner == self._own_ids)
         if chown:
             os.fchown(fd, *owner)
-        if chown or not created or node.mode & 0o777 & ~self._umask != node.mode:
-            os.fchmod(fd, node.mode)  # after chown, which clears setuid and setgid
+        mode = self._mode(node)
+        if chown or not created or mode & 0o777 & ~self._umask != mode:
+            os.fchmod(fd, mode)  # after chown, which clears setuid and setgid
         for key, value in node.xattrs.items():
+            if self._opts.no_special and key.startswith(("security.", "trusted.")):
+                continue
             try:
                 os.setxattr(fd, key, value)
             except OSError as exc:
@@ -527,7 +587,7 @@ class Restorer:
             uid, gid = self._owner(node)
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
         if not is_link:
-            os.chmod(name, node.mode, dir_fd=dir_fd)
+            os.chmod(name, self._mode(node), dir_fd=dir_fd)
         os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
 
     def _error(self, path: bytes, message: str) -> None:
@@ -564,6 +624,15 @@ def _write_sparse(fd: int, data: bytes, offset: int) -> None:
         i = j
     if run_start is not None:
         _write_all(fd, view[run_start:], offset + run_start)
+
+
+def _allow_open_files(needed: int) -> None:
+    """A directory stays open per level, files per batch: raise the soft limit (1024 on
+    many systems) towards the hard one so that a deep tree does not run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _current_umask() -> int:

@@ -15,15 +15,14 @@ request per directory.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from safehold.errors import CorruptObject, NotFound, SafeholdError
 from safehold.repo.index import BlobLocation
-from safehold.repo.pack import BlobType
-from safehold.repo.repository import Repository, pack_key
+from safehold.repo.pack import BlobType, tail_length
+from safehold.repo.repository import Repository, pack_key, tree_text
 from safehold.storage.local import LocalStore
 
 __all__ = ["BlobRead", "PackRead", "ReadLimits", "TreePacks", "plan_reads", "read_blobs"]
@@ -135,6 +134,7 @@ def read_blobs(
     """
     name = pack_key(read.pack)
     try:
+        repo.check_trailer(read.pack)
         data = repo.store.get(name, (read.offset, read.length))
     except NotFound:
         for blob in read.blobs:
@@ -173,7 +173,8 @@ class TreePacks:
         self._packs: OrderedDict[str, bytes] = OrderedDict()
         self._held = 0
 
-    def load(self, tree_id: str) -> dict[str, object]:
+    def load(self, tree_id: str) -> str:
+        """A tree document's text (``Repository.load_tree_text``)."""
         try:
             blob_id = bytes.fromhex(tree_id)
             loc = self._repo.locate(blob_id)
@@ -181,12 +182,9 @@ class TreePacks:
                 raise CorruptObject(f"tree {tree_id}", "blob is not a tree")
             pack = self._pack(loc.pack)
             sealed = memoryview(pack)[loc.offset : loc.offset + loc.length]
-            doc = json.loads(self._repo.decode_blob(blob_id, loc, sealed))
+            return tree_text(self._repo.decode_blob(blob_id, loc, sealed), tree_id)
         except (SafeholdError, ValueError):
-            return self._repo.load_tree_document(tree_id)
-        if not isinstance(doc, dict):
-            raise CorruptObject(f"tree {tree_id}", "not a tree document")
-        return doc
+            return self._repo.load_tree_text(tree_id)
 
     def _pack(self, pack: str) -> bytes:
         data = self._packs.get(pack)
@@ -194,6 +192,7 @@ class TreePacks:
             self._packs.move_to_end(pack)
             return data
         data = self._repo.store.get(pack_key(pack))
+        tail_length(data, pack_key(pack))  # the trailer: a known version and key type
         self._packs[pack] = data
         self._held += len(data)
         while self._held > self._budget and len(self._packs) > 1:

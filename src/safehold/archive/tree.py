@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from safehold.errors import CorruptObject, InvalidPath
 
@@ -23,8 +25,10 @@ __all__ = [
     "doc_name",
     "encode_docs",
     "encode_tree",
+    "iter_entries",
     "node_doc",
     "safe_name",
+    "tree_nodes",
 ]
 
 NODE_TYPE_OF_MODE = {
@@ -131,29 +135,42 @@ class BadEntry:
 
 
 def decode_entries(doc: dict[str, Any], what: str) -> tuple[list[Node], list[BadEntry]]:
-    """Every usable node of a tree, and apart each malformed entry and each repeated name.
-
-    The first entry of a name wins. Restore reports the bad entries and goes on with the
-    rest; ``decode_tree`` refuses the whole tree instead.
-    """
+    """Every usable node of a decoded tree, and apart each malformed entry and each
+    repeated name (the first entry of a name wins)."""
     docs = doc.get("nodes") if isinstance(doc, dict) else None
     if not isinstance(docs, list):
         raise CorruptObject(what, "malformed tree (no list of nodes)")
     nodes: list[Node] = []
     bad: list[BadEntry] = []
-    seen: set[bytes] = set()
-    for d in docs:
-        try:
-            node = _decode_node(d)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            bad.append(BadEntry(_best_name(d), f"malformed entry ({exc})"))
-            continue
-        if node.name in seen:
-            bad.append(BadEntry(node.name, "duplicate name in one directory"))
-            continue
-        seen.add(node.name)
-        nodes.append(node)
+    for item in _checked(iter(docs)):
+        if isinstance(item, BadEntry):
+            bad.append(item)
+        else:
+            nodes.append(item)
     return nodes, bad
+
+
+def iter_entries(text: str, what: str) -> Iterator[Node | BadEntry]:
+    """The entries of a tree document, one at a time, each usable node or a ``BadEntry``
+    (malformed, a repeated name, or the rest of a document that stops parsing).
+
+    Streaming: a tree of two million entries costs its text, never two million objects.
+    ``CorruptObject`` only before the first entry, when the text is no tree at all.
+    """
+    return _checked(_node_docs(text, what))
+
+
+def tree_nodes(text: str, what: str) -> list[Node]:
+    """The nodes of a tree that must be whole (ls, find, diff): any bad entry refuses it."""
+    nodes = []
+    for item in iter_entries(text, what):
+        if isinstance(item, Node):
+            nodes.append(item)
+        elif item.reason.startswith("duplicate"):
+            raise InvalidPath(f"{what}: duplicate names in one directory")
+        else:
+            raise CorruptObject(what, item.reason.replace("malformed entry", "malformed tree"))
+    return nodes
 
 
 def decode_tree(doc: dict[str, Any], what: str) -> list[Node]:
@@ -164,6 +181,81 @@ def decode_tree(doc: dict[str, Any], what: str) -> list[Node]:
     if bad:
         raise InvalidPath(f"{what}: duplicate names in one directory")
     return nodes
+
+
+class _Stop(NamedTuple):
+    """The rest of a tree document could not be parsed."""
+
+    reason: str
+
+
+def _checked(docs: Iterator[Any]) -> Iterator[Node | BadEntry]:
+    seen: set[bytes] = set()
+    for d in docs:
+        if isinstance(d, _Stop):
+            yield BadEntry(b"", d.reason)
+            return
+        name = _best_name(d)
+        if name in seen:  # before decoding: a tree may repeat one entry millions of times
+            yield BadEntry(name, "duplicate name in one directory")
+            continue
+        try:
+            node = _decode_node(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            yield BadEntry(name, f"malformed entry ({exc})")
+            continue
+        seen.add(node.name)
+        yield node
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+_CANONICAL_START = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"nodes"[ \t\n\r]*:[ \t\n\r]*\[')
+
+
+def _node_docs(text: str, what: str) -> Iterator[Any]:
+    """The node documents of ``{"nodes": [...]}``, parsed one by one; a document of
+    another shape (fields before "nodes") is parsed whole."""
+    start = _CANONICAL_START.match(text)
+    if start is None:
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise CorruptObject(what, f"not a tree document ({exc})") from None
+        docs = doc.get("nodes") if isinstance(doc, dict) else None
+        if not isinstance(docs, list):
+            raise CorruptObject(what, "malformed tree (no list of nodes)")
+        return iter(docs)
+    return _stream(text, start.end())
+
+
+def _stream(text: str, pos: int) -> Iterator[Any]:
+    pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            try:
+                value, pos = _DECODER.raw_decode(text, pos)
+            except ValueError as exc:
+                yield _Stop(f"malformed tree, entries from here on lost ({exc})")
+                return
+            yield value
+            pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            if text.startswith(",", pos):
+                pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+            elif text.startswith("]", pos):
+                pos += 1
+                break
+            else:
+                yield _Stop(f"malformed tree, entries from here on lost (at byte {pos})")
+                return
+    rest = text[pos:].strip()
+    if rest != "}":  # other fields after the list: ignored, but the whole must be JSON
+        try:
+            json.loads("{" + rest[1:] if rest.startswith(",") else "!")
+        except ValueError:
+            yield _Stop("malformed tree (text after the list of nodes)")
 
 
 def _best_name(d: object) -> bytes:

@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Literal
 
+from safehold.cli.output import err
 from safehold.errors import InvalidArgument, WrongPassword, WrongPasswordFrom
 from safehold.repo.cache import DocumentCache
 from safehold.repo.keys import DEFAULT_KDF, KdfParams
@@ -101,6 +102,8 @@ class Settings:
             )
         if load_index:
             repo.load_index()
+            for damage in repo.damaged_indexes:  # the others still serve; never silently
+                err().print(f"warning: {damage}; skipped", markup=False)
         return repo
 
     def ensure_locked(self) -> None:

@@ -58,6 +58,14 @@ def restore(
     numeric_owner: Annotated[
         bool, typer.Option("--numeric-owner", help="Restore uid/gid numbers, not names.")
     ] = False,
+    no_special: Annotated[
+        bool,
+        typer.Option(
+            "--no-special",
+            help="No device nodes, setuid/setgid bits or security.*/trusted.* xattrs"
+            " (for snapshots from other hosts; as root they are restored as recorded).",
+        ),
+    ] = False,
     host: HostOpt = None,
     tag: TagOpt = None,
     path: PathOpt = None,
@@ -98,20 +106,21 @@ def restore(
         overwrite=overwrite,
         verify=verify,
         numeric_owner=numeric_owner,
+        no_special=no_special,
     )
     if dry_run:
         report_dry_run(s, repo, snap, target, options)
         return
     started = time.monotonic()
     if s.json or s.quiet or not sys.stderr.isatty():
-        stats = _restore(repo, options, snap.tree, target, ErrorPrinter(s.json))
+        stats = _restore(repo, options, snap, target, ErrorPrinter(s.json))
     else:
         with BarProgress("restore") as bar:
             bar.set_total(
                 int(snap.summary.get("total_files_processed", 0)),
                 int(snap.summary.get("total_bytes_processed", 0)),
             )
-            stats = _restore(repo, options, snap.tree, target, bar)
+            stats = _restore(repo, options, snap, target, bar)
     duration = time.monotonic() - started
     if s.json:
         print_json(
@@ -195,6 +204,10 @@ def _restore_to_bucket(
 
 
 def _restore(
-    repo: Repository, options: RestoreOptions, tree: str, target: str, progress: Progress
+    repo: Repository,
+    options: RestoreOptions,
+    snapshot: Snapshot,
+    target: str,
+    progress: Progress,
 ) -> RestoreStats:
-    return Restorer(repo, options, progress).restore(tree, target)
+    return Restorer(repo, options, progress).restore(snapshot.tree, target, snapshot)

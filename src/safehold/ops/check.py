@@ -17,18 +17,29 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from safehold.archive.tree import decode_entries
-from safehold.errors import CorruptObject, InvalidArgument, NotFound, SafeholdError
+from safehold.archive.extent import check_extent, measure_graph
+from safehold.archive.tree import BadEntry, Node, iter_entries, safe_name
+from safehold.errors import (
+    CorruptObject,
+    InvalidArgument,
+    InvalidPath,
+    NotFound,
+    SafeholdError,
+    SnapshotTooLarge,
+)
 from safehold.repo.crypto import content_hash
-from safehold.repo.index import BlobLocation, Index
-from safehold.repo.pack import BlobType
+from safehold.repo.index import BlobLocation, Index, document_entries
+from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository, pack_key
+from safehold.repo.snapshot import Snapshot
 
 __all__ = ["CheckResult", "DataSubset", "Problem", "check", "parse_subset"]
 
 Severity = Literal["error", "warning"]
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _BUCKET = re.compile(r"^(\d+)/(\d+)$")
+MAX_EXAMPLE_PATHS = 20  # per problem: enough to act on, bounded whatever the trees share
+MAX_BAD_ENTRIES_NAMED = 10  # per tree; the rest are counted in one more problem
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,13 @@ class _Cause:
     severity: Severity
     subject: str
     message: str
-    affected: set[tuple[str, str]] = field(default_factory=set)
+    snapshots: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)  # examples: at most MAX_EXAMPLE_PATHS
+
+    def costs(self, snapshot_id: str, path: bytes) -> None:
+        self.snapshots.add(snapshot_id)
+        if len(self.paths) < MAX_EXAMPLE_PATHS:
+            self.paths.add(os.fsdecode(path or b"/"))
 
 
 class _Checker:
@@ -126,6 +143,7 @@ class _Checker:
         self.bad_blobs: dict[bytes, _Cause] = {}  # unreadable where the index points
         # the tree graph, kept to name the paths a damaged blob or tree costs
         self.children: dict[str, list[tuple[bytes, str]]] = {}
+        self.sizes: dict[str, int] = {}  # entries per tree, for the snapshots' extent
         self.damage: dict[str, list[tuple[bytes, _Cause]]] = defaultdict(list)
         self.failed_trees: dict[str, _Cause] = {}
 
@@ -146,7 +164,7 @@ class _Checker:
         self.result.snapshots = len(snapshots)
         for snapshot in snapshots:
             self.walk(snapshot.tree)
-        self.attribute({s.id: s.tree for s in snapshots})
+        self.attribute(snapshots)
         self.finish()
         return self.result
 
@@ -159,15 +177,14 @@ class _Checker:
             index_id = info.key.removeprefix("index/")
             try:
                 doc = self.repo.load_index_document(index_id)
-                self.repo.index.add_document(doc, info.key)
+                entries = list(document_entries(doc, info.key))
             except (CorruptObject, NotFound) as exc:
                 self.cause("error", info.key, f"index document cannot be loaded: {exc}")
                 continue
-            for p in doc["packs"]:
-                for b in p["blobs"]:
-                    loc = (b["type"], b["offset"], b["length"], b["raw_length"])
-                    self.indexed[p["id"]].append(BlobLocation(p["id"], _type(loc[0]), *loc[1:]))
-                    self.blob_ids[p["id"]].append(bytes.fromhex(b["id"]))
+            self.repo.index.add_document(doc, info.key)
+            for blob_id, loc in entries:
+                self.indexed[loc.pack].append(loc)
+                self.blob_ids[loc.pack].append(blob_id)
 
     def check_packs(self) -> set[str]:
         """Indexed packs must exist and be long enough; packs no index names are a warning."""
@@ -211,7 +228,7 @@ class _Checker:
         locations = self.indexed[pack]
         try:
             header = self.repo.read_pack_header(pack)
-        except (CorruptObject, NotFound) as exc:
+        except SafeholdError as exc:
             self.cause("error", name, f"pack header cannot be read: {exc}")
         else:
             in_header = {e.id: e for e in header}
@@ -237,6 +254,9 @@ class _Checker:
         except NotFound:
             self.lose_pack(pack, "pack disappeared during the check")
             return
+        except SafeholdError as exc:
+            self.lose_pack(pack, f"pack cannot be read: {exc}")
+            return
         if content_hash(data) != pack:
             self.cause("error", name, "pack content does not match its id")
         for blob_id, loc in zip(self.blob_ids[pack], locations, strict=True):
@@ -250,16 +270,18 @@ class _Checker:
     # ---- trees ----------------------------------------------------------------------
 
     def walk(self, root: str) -> None:
-        """Every tree below ``root`` not seen before, with an explicit stack, never recursion."""
+        """Every tree below ``root`` not seen before, with an explicit stack, never recursion.
+
+        Each tree is read once, however many snapshots and paths share it: the work is
+        bounded by what is stored, not by the paths it expands to.
+        """
         stack = [root]
         while stack:
             tree_id = stack.pop()
             if tree_id in self.children or tree_id in self.failed_trees:
                 continue
             try:
-                nodes, bad = decode_entries(
-                    self.repo.load_tree_document(tree_id), f"tree {tree_id}"
-                )
+                entries = iter_entries(self.repo.load_tree_text(tree_id), f"tree {tree_id}")
             except (CorruptObject, ValueError) as exc:
                 blob = _blob_id(tree_id)
                 self.failed_trees[tree_id] = self.bad_blobs.get(blob) or self.cause(
@@ -268,17 +290,51 @@ class _Checker:
                 continue
             self.result.trees += 1
             self.children[tree_id] = []
-            for entry in bad:
-                bad_entry = self.cause("error", f"tree {tree_id}", f"bad entry: {entry.reason}")
-                self.damage[tree_id].append((entry.name, bad_entry))
-            for node in nodes:
-                if node.type == "dir" and node.subtree:
-                    self.children[tree_id].append((node.name, node.subtree))
-                    stack.append(node.subtree)
-                elif node.type == "file":
-                    for blob_id in node.content:
-                        if (lost := self.blob_damage(blob_id)) is not None:
-                            self.damage[tree_id].append((node.name, lost))
+            self.sizes[tree_id] = 0
+            bad = 0
+            for entry in entries:
+                if isinstance(entry, BadEntry):
+                    bad += 1
+                    if bad <= MAX_BAD_ENTRIES_NAMED:
+                        self.bad_entry(tree_id, entry.name, entry.reason)
+                    continue
+                self.sizes[tree_id] += 1
+                stack.extend(self.check_node(tree_id, entry))
+            if bad > MAX_BAD_ENTRIES_NAMED:
+                self.bad_entry(
+                    tree_id, b"", f"{bad - MAX_BAD_ENTRIES_NAMED} more bad entries in this tree"
+                )
+
+    def bad_entry(self, tree_id: str, name: bytes, reason: str) -> None:
+        """An entry restore refuses: it costs its path in every snapshot holding the tree."""
+        found = self.cause("error", f"tree {tree_id}", f"bad entry: {reason}")
+        self.damage[tree_id].append((name, found))
+
+    def check_node(self, tree_id: str, node: Node) -> list[str]:
+        """Flag what restore would refuse or report about one node; its subtree, if any."""
+        try:
+            safe_name(node.name)
+        except InvalidPath as exc:
+            self.bad_entry(tree_id, node.name, str(exc))
+            return []
+        if node.type == "dir" and node.subtree:
+            self.children[tree_id].append((node.name, node.subtree))
+            return [node.subtree]
+        if node.type == "file":
+            stored = 0
+            for blob_id in node.content:
+                if (lost := self.blob_damage(blob_id)) is not None:
+                    self.damage[tree_id].append((node.name, lost))
+                    return []
+                stored += self.repo.index.get(blob_id).raw_length  # type: ignore[union-attr]
+            if stored != node.size:
+                self.bad_entry(
+                    tree_id,
+                    node.name,
+                    f"size {node.size} disagrees with its content ({stored} bytes);"
+                    " restore writes the content as stored",
+                )
+        return []
 
     def blob_damage(self, blob_id: bytes) -> _Cause | None:
         found = self.bad_blobs.get(blob_id)
@@ -287,8 +343,11 @@ class _Checker:
             self.bad_blobs[blob_id] = found
         return found
 
-    def attribute(self, roots: dict[str, str]) -> None:
-        """Name the snapshots and paths behind each damage, descending only where it lies."""
+    def attribute(self, snapshots: list[Snapshot]) -> None:
+        """Name the snapshots and a few example paths behind each damage, descending only
+        where it lies, each tree once per snapshot (shared trees can stand for 2^40
+        paths). Also what restore refuses whole: a snapshot that expands too far, a
+        directory too deep."""
         parents: dict[str, set[str]] = defaultdict(set)
         for tree_id, kids in self.children.items():
             for _, sub in kids:
@@ -300,21 +359,46 @@ class _Checker:
             tree_id = todo.pop()
             tainted.add(tree_id)
             todo.extend(p for p in parents[tree_id] if p not in tainted)
-        for snapshot_id, root in roots.items():
+        for snapshot in snapshots:
+            root = snapshot.tree
             if root in self.failed_trees:
-                self.failed_trees[root].affected.add((snapshot_id, "/"))
+                self.failed_trees[root].costs(snapshot.id, b"/")
                 continue
+            self.check_extent(snapshot)
+            seen: set[str] = set()
             stack: list[tuple[str, bytes]] = [(root, b"")] if root in tainted else []
             while stack:
                 tree_id, base = stack.pop()
+                if tree_id in seen:
+                    continue
+                seen.add(tree_id)
                 for name, found in self.damage.get(tree_id, []):
-                    found.affected.add((snapshot_id, os.fsdecode(base + b"/" + name)))
+                    found.costs(snapshot.id, base + b"/" + name)
                 for name, sub in self.children.get(tree_id, []):
                     if sub in self.failed_trees:
-                        path = os.fsdecode(base + b"/" + name)
-                        self.failed_trees[sub].affected.add((snapshot_id, path))
-                    elif sub in tainted:
+                        self.failed_trees[sub].costs(snapshot.id, base + b"/" + name)
+                    elif sub in tainted and sub not in seen:
                         stack.append((sub, base + b"/" + name))
+
+    def check_extent(self, snapshot: Snapshot) -> None:
+        """Restore and ls refuse a snapshot that expands past what it accounts for, and
+        leave out directories deeper than MAX_DEPTH: so does check."""
+        extent = measure_graph(self.graph_entry, snapshot.tree)
+        try:
+            check_extent(snapshot, extent, snapshot.tree)
+        except SnapshotTooLarge as exc:
+            self.cause("error", f"snapshots/{snapshot.id}", str(exc)).costs(snapshot.id, b"/")
+        if extent.depth > MAX_DEPTH:
+            found = self.cause(
+                "error",
+                f"snapshots/{snapshot.id}",
+                f"directories {extent.depth} levels deep; restore leaves out those deeper"
+                f" than {MAX_DEPTH}",
+            )
+            found.costs(snapshot.id, b"/")
+
+    def graph_entry(self, tree_id: str) -> tuple[int, list[str]]:
+        return self.sizes.get(tree_id, 0), [sub for _, sub in self.children.get(tree_id, [])]
 
     def finish(self) -> None:
         for found in self.causes:
@@ -322,8 +406,8 @@ class _Checker:
                 found.severity,
                 found.subject,
                 found.message,
-                tuple(sorted({s for s, _ in found.affected})),
-                tuple(sorted({p for _, p in found.affected})),
+                tuple(sorted(found.snapshots)),
+                tuple(sorted(found.paths)),
             )
             (self.result.errors if found.severity == "error" else self.result.warnings).append(
                 problem
@@ -333,10 +417,6 @@ class _Checker:
 def check(repo: Repository, read_data: DataSubset | None = None) -> CheckResult:
     """Check ``repo`` (its index is reloaded here); ``read_data`` chooses packs to read whole."""
     return _Checker(repo, read_data).run()
-
-
-def _type(name: object) -> BlobType:
-    return BlobType.TREE if name == "tree" else BlobType.DATA
 
 
 def _blob_id(tree_id: str) -> bytes:

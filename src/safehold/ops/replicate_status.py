@@ -15,6 +15,7 @@ from safehold.errors import CorruptObject, NotFound
 from safehold.ops.replicate import COPY_ORDER, check_target, group_of, take_inventory
 from safehold.repo.compression import decompress
 from safehold.repo.crypto import content_hash
+from safehold.repo.limits import MAX_DOCUMENT_BYTES
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 from safehold.storage.base import ObjectStore
@@ -75,7 +76,10 @@ def _replica_snapshot(repo: Repository, target: ObjectStore, snapshot_id: str) -
     sealed = target.get(name)
     if content_hash(sealed) != snapshot_id:
         raise CorruptObject(name, "content does not match its id")
-    return Snapshot.from_bytes(decompress(repo.key.open(sealed, name), None, name), snapshot_id)
+    return Snapshot.from_bytes(
+        decompress(repo.key.open(sealed, name), None, name, MAX_DOCUMENT_BYTES["snapshots"]),
+        snapshot_id,
+    )
 
 
 def _newest(snapshots: Iterable[Snapshot]) -> SnapshotRef | None:

@@ -7,13 +7,14 @@ few. In memory a single dict maps the 32-byte blob id to its location.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from safehold.errors import CorruptObject
 from safehold.repo.pack import BlobType, PackEntry
 
-__all__ = ["BlobLocation", "Index", "encode_index"]
+__all__ = ["BlobLocation", "Index", "document_entries", "encode_index", "hex_id"]
 
 
 class BlobLocation(NamedTuple):
@@ -44,20 +45,15 @@ class Index:
             )
 
     def add_document(self, doc: Any, what: str) -> None:
-        """Add a decoded index document; the loading hot path, so no intermediate objects."""
-        types = _TYPES
+        """Add a decoded index document, checked whole first (a bad one adds nothing).
+
+        The loading hot path, so no intermediate objects beyond one list per document.
+        """
+        found = list(document_entries(doc, what))
         blobs = self._blobs
-        try:
-            for p in doc["packs"]:
-                pack = p["id"]
-                for b in p["blobs"]:
-                    blob_id = bytes.fromhex(b["id"])
-                    if blob_id not in blobs:
-                        blobs[blob_id] = BlobLocation(
-                            pack, types[b["type"]], b["offset"], b["length"], b["raw_length"]
-                        )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptObject(what, f"not an index document ({exc})") from None
+        for blob_id, loc in found:
+            if blob_id not in blobs:
+                blobs[blob_id] = loc
 
     def remove_packs(self, packs: set[str]) -> None:
         self._blobs = {k: v for k, v in self._blobs.items() if v.pack not in packs}
@@ -70,6 +66,59 @@ class Index:
 
 
 _TYPES = {t.name.lower(): t for t in BlobType}
+_U32 = 2**32 - 1
+SEALED_OVERHEAD = 28  # nonce and tag (FORMAT.md §2)
+
+
+def document_entries(doc: Any, what: str) -> Iterator[tuple[bytes, BlobLocation]]:
+    """Every (blob id, location) of an index document, each field checked against the
+    format (FORMAT.md §7): ids of 64 hex, a known type, integers in range.
+
+    ``CorruptObject`` names the first field that is wrong, in one line.
+    """
+    packs = doc.get("packs") if isinstance(doc, dict) else None
+    if not isinstance(packs, list):
+        raise CorruptObject(what, "not an index document (no list of packs)")
+    for p in packs:
+        if not isinstance(p, dict) or not isinstance(p.get("blobs"), list):
+            raise CorruptObject(what, "not an index document (a pack without a list of blobs)")
+        pack = hex_id(p.get("id"), what, "pack id")
+        for b in p["blobs"]:
+            if not isinstance(b, dict):
+                raise CorruptObject(what, f"pack {pack}: a blob entry is not an object")
+            type_name = b.get("type")
+            blob_type = _TYPES.get(type_name) if isinstance(type_name, str) else None
+            if blob_type is None:
+                raise CorruptObject(what, f"pack {pack}: unknown blob type {type_name!r:.40}")
+            yield (
+                bytes.fromhex(hex_id(b.get("id"), what, "blob id")),
+                BlobLocation(
+                    pack,
+                    blob_type,
+                    _integer(b, "offset", 0, 2**63 - 1, what),
+                    _integer(b, "length", SEALED_OVERHEAD + 1, _U32, what),
+                    _integer(b, "raw_length", 0, _U32, what),
+                ),
+            )
+
+
+def hex_id(value: object, what: str, field: str) -> str:
+    """A 64-hex (32-byte) id as the format writes it, lowercase; else ``CorruptObject``."""
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise CorruptObject(what, f"{field} {str(value)[:80]!r} is not 64 lowercase hex digits")
+    return value
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _integer(doc: dict[str, Any], key: str, low: int, high: int, what: str) -> int:
+    value = doc.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CorruptObject(
+            what, f"blob {key} {str(value)[:40]!r} is not an integer in {low}..{high}"
+        )
+    return value
 
 
 def encode_index(packs: dict[str, list[PackEntry]]) -> bytes:

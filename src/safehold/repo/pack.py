@@ -44,10 +44,17 @@ class PackEntry:
 
 
 def tail_length(trailer: bytes, what: str) -> int:
-    """How many bytes from the end of a pack hold its header and trailer."""
+    """How many bytes from the end of a pack hold its header and trailer; a trailer of
+    another version or key type is refused (FORMAT.md §6: reserved for later formats)."""
     if len(trailer) < _TRAILER.size:
         raise CorruptObject(what, "truncated pack: no trailer")
-    header_len, _, _ = _TRAILER.unpack_from(trailer, len(trailer) - _TRAILER.size)
+    header_len, version, key_type = _TRAILER.unpack_from(trailer, len(trailer) - _TRAILER.size)
+    if version != PACK_VERSION or key_type != KEY_TYPE_SYMMETRIC:
+        raise CorruptObject(
+            what,
+            f"unsupported pack version {version}/key type {key_type}"
+            " (truncated, damaged or of a later format)",
+        )
     return int(header_len) + _TRAILER.size
 
 

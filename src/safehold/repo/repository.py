@@ -33,12 +33,14 @@ from safehold.repo.config import RepoConfig, read_version
 from safehold.repo.crypto import MasterKey, content_hash
 from safehold.repo.index import BlobLocation, Index, encode_index
 from safehold.repo.keys import DEFAULT_KDF, KdfParams, KeyFile, make_key_file, unwrap
+from safehold.repo.limits import MAX_DOCUMENT_BYTES, MAX_LOG_FILE_BYTES, MAX_TREE_BYTES
 from safehold.repo.pack import BlobType, PackEntry, parse_header, tail_length
 from safehold.repo.snapshot import Snapshot
 from safehold.repo.writer import BlobWriter
 from safehold.storage.base import ObjectStore
+from safehold.storage.local import LocalStore
 
-__all__ = ["KeyInfo", "Repository", "pack_key"]
+__all__ = ["KeyInfo", "Repository", "pack_key", "tree_text"]
 
 JSON_COMPRESSION = 3
 MAX_COALESCED_READ = 8 << 20
@@ -66,8 +68,10 @@ class Repository:
         self.key_id = key_id
         self.index = Index()
         self.damaged_snapshots: list[SafeholdError] = []
+        self.damaged_indexes: list[SafeholdError] = []
         self.cache: DocumentCache | None = None  # set for remote stores (repo/cache.py)
         self._index_lock = threading.Lock()
+        self._trailers_checked: set[str] = set()
 
     # ---- creating and opening -------------------------------------------------------
 
@@ -143,7 +147,7 @@ class Repository:
                 raise CorruptObject(name, "content does not match its id")
             if self.cache is not None and cached:
                 self.cache.put(kind, object_id, sealed)
-        return decompress(self.key.open(sealed, name), None, name)
+        return decompress(self.key.open(sealed, name), None, name, MAX_DOCUMENT_BYTES[kind])
 
     # ---- database log files (WAL, binlogs): one sealed object each, named by the database
 
@@ -168,7 +172,7 @@ class Repository:
 
     def get_log_file(self, key: str) -> bytes:
         """A log file's bytes (``NotFound`` if absent, ``CorruptObject`` if damaged)."""
-        return decompress(self.key.open(self.store.get(key), key), None, key)
+        return decompress(self.key.open(self.store.get(key), key), None, key, MAX_LOG_FILE_BYTES)
 
     def _ids(self, kind: str) -> list[str]:
         ids = [info.key.removeprefix(f"{kind}/") for info in self.store.list(f"{kind}/")]
@@ -179,11 +183,28 @@ class Repository:
     # ---- index ------------------------------------------------------------------------
 
     def load_index(self) -> None:
-        """Every index document; fetched by a few threads, since each is a request."""
+        """Every index document; fetched by a few threads, since each is a request.
+
+        A damaged document adds nothing and goes to ``damaged_indexes``: the others still
+        serve, and whatever only it located is reported missing where it is needed.
+        """
         ids = self._ids("index")
+
+        def load(index_id: str) -> Any:
+            try:
+                return self.load_index_document(index_id)
+            except (CorruptObject, NotFound) as exc:
+                return exc
+
+        self.damaged_indexes = []
         with ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="index") as pool:
-            for index_id, doc in zip(ids, pool.map(self.load_index_document, ids), strict=True):
-                self.index.add_document(doc, f"index/{index_id}")
+            for index_id, doc in zip(ids, pool.map(load, ids), strict=True):
+                try:
+                    if isinstance(doc, SafeholdError):
+                        raise doc
+                    self.index.add_document(doc, f"index/{index_id}")
+                except (CorruptObject, NotFound) as exc:
+                    self.damaged_indexes.append(exc)
 
     def load_index_document(self, index_id: str) -> Any:
         """One index document, decoded but not yet checked field by field."""
@@ -205,6 +226,22 @@ class Repository:
         tail = self.store.get(name, (size - tail_len, tail_len))
         return parse_header(self.key, tail, size, name)
 
+    def check_trailer(self, pack_id: str, size: int | None = None) -> None:
+        """Refuse a pack whose trailer names another version or key type (FORMAT.md §6),
+        once per pack and command; blobs are read by the index, which does not say.
+
+        On a local disk only: there it costs a 6-byte read; on an object store a request
+        per pack (twice the requests of a restore), and a blob of another format fails
+        its authentication or its id check anyway. Whole-pack reads check it everywhere.
+        """
+        if pack_id in self._trailers_checked or not isinstance(self.store, LocalStore):
+            return
+        name = pack_key(pack_id)
+        if size is None:
+            size = self.store.stat(name).size
+        tail_length(self.store.get(name, (max(0, size - 6), min(6, size))), name)
+        self._trailers_checked.add(pack_id)
+
     # ---- blobs ------------------------------------------------------------------------
 
     def locate(self, blob_id: bytes) -> BlobLocation:
@@ -217,6 +254,7 @@ class Repository:
         loc = self.locate(blob_id)
         name = pack_key(loc.pack)
         try:
+            self.check_trailer(loc.pack)
             sealed = self.store.get(name, (loc.offset, loc.length))
         except NotFound:
             raise CorruptObject(
@@ -259,12 +297,17 @@ class Repository:
         first, last = run[0][0], run[-1][0]
         name = pack_key(first.pack)
         try:
+            self.check_trailer(first.pack)
             data = self.store.get(name, (first.offset, last.offset + last.length - first.offset))
         except NotFound:
             for _, blob_id in run:
                 result[blob_id] = CorruptObject(
                     name, f"pack is missing (needed for blob {blob_id.hex()})"
                 )
+            return
+        except SafeholdError as exc:
+            for _, blob_id in run:
+                result[blob_id] = exc
             return
         view = memoryview(data)  # a slice of a view is not a copy; one of bytes is
         for loc, blob_id in run:
@@ -273,6 +316,10 @@ class Repository:
                 result[blob_id] = self.decode_blob(blob_id, loc, view[start : start + loc.length])
             except CorruptObject as exc:
                 result[blob_id] = exc
+
+    def blob_limit(self, loc: BlobLocation) -> int:
+        """The largest plaintext a blob may have: a chunk, or a directory document."""
+        return self.config.chunk_max if loc.type is BlobType.DATA else MAX_TREE_BYTES
 
     def decode_blob(self, blob_id: bytes, loc: BlobLocation, sealed: bytes | memoryview) -> bytes:
         """Decrypt, decompress and verify one blob read from its pack.
@@ -283,7 +330,7 @@ class Repository:
         what = f"{pack_key(loc.pack)} (blob {blob_id.hex()})"
         if len(sealed) != loc.length:
             raise CorruptObject(what, "truncated pack")
-        data = decompress(self.key.open(sealed, what), loc.raw_length, what)
+        data = decompress(self.key.open(sealed, what), loc.raw_length, what, self.blob_limit(loc))
         if self.key.blob_id(data) != blob_id:
             raise CorruptObject(what, "content does not match its id")
         return data
@@ -344,16 +391,23 @@ class Repository:
 
     def load_tree_document(self, tree_id: str) -> dict[str, object]:
         try:
+            doc = json.loads(self.load_tree_text(tree_id))
+        except ValueError:
+            raise CorruptObject(f"tree {tree_id}", "not a tree document") from None
+        if not isinstance(doc, dict):
+            raise CorruptObject(f"tree {tree_id}", "not a tree document")
+        return doc
+
+    def load_tree_text(self, tree_id: str) -> str:
+        """A tree document's JSON text, for readers that parse it entry by entry."""
+        try:
             blob_id = bytes.fromhex(tree_id)
         except ValueError:
             raise CorruptObject(f"tree {tree_id!r}", "invalid id") from None
         loc = self.locate(blob_id)
         if loc.type is not BlobType.TREE:
             raise CorruptObject(f"tree {tree_id}", "blob is not a tree")
-        doc = json.loads(self.load_blob(blob_id))
-        if not isinstance(doc, dict):
-            raise CorruptObject(f"tree {tree_id}", "not a tree document")
-        return doc
+        return tree_text(self.load_blob(blob_id), tree_id)
 
     # ---- snapshots --------------------------------------------------------------------
 
@@ -412,6 +466,13 @@ class Repository:
         self.store.delete(f"keys/{self.key_id}")
         self.key_id = new_id
         return new_id
+
+
+def tree_text(raw: bytes, tree_id: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptObject(f"tree {tree_id}", "not a tree document (not UTF-8)") from None
 
 
 def _has_config(store: ObjectStore) -> bool:

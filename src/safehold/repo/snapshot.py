@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from safehold.errors import CorruptObject, InvalidArgument, SnapshotNotFound
+from safehold.repo.index import hex_id
 
 __all__ = ["Snapshot", "find_snapshot", "format_time", "parse_time"]
 
@@ -45,14 +46,28 @@ class Snapshot:
 
     @classmethod
     def from_bytes(cls, raw: bytes, snapshot_id: str) -> Snapshot:
+        """A snapshot document, every field checked for its type (FORMAT.md §8): one that
+        another host wrote can hold anything, and must fail here, in one line, not later
+        in whatever command uses it."""
+        what = f"snapshots/{snapshot_id}"
         try:
             doc = json.loads(raw)
-            known = {f.name for f in fields(cls)} - {"id"}
-            snapshot = cls(**{k: v for k, v in doc.items() if k in known}, id=snapshot_id)
-            parse_time(snapshot.time)
-            return snapshot
-        except (ValueError, TypeError, AttributeError, InvalidArgument) as exc:
-            raise CorruptObject(f"snapshots/{snapshot_id}", f"not a snapshot ({exc})") from None
+        except ValueError as exc:
+            raise CorruptObject(what, f"not a snapshot ({exc})") from None
+        if not isinstance(doc, dict):
+            raise CorruptObject(what, "not a snapshot (not a JSON object)")
+        known = {f.name for f in fields(cls)} - {"id"}
+        values = {k: v for k, v in doc.items() if k in known}
+        for name, check in _FIELD_CHECKS.items():
+            if (name in values or name in _REQUIRED) and not check(values.get(name)):
+                shown = json.dumps(values.get(name))[:60]
+                raise CorruptObject(what, f"not a snapshot (field {name!r} is {shown})")
+        try:
+            parse_time(values["time"])
+        except InvalidArgument as exc:
+            raise CorruptObject(what, f"not a snapshot ({exc})") from None
+        hex_id(values["tree"], what, "tree")
+        return cls(**values, id=snapshot_id)
 
     def matches(self, hosts: Iterable[str], tags: Iterable[str], paths: Iterable[str]) -> bool:
         """restic's filter: every given host/tag/path list must be met (any of its values)."""
@@ -62,6 +77,33 @@ class Snapshot:
         if tags and not any(set(t.split(",")) <= set(self.tags) for t in tags):
             return False
         return not paths or set(paths) <= set(self.paths)
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _text_or_null(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+_REQUIRED = ("time", "tree", "paths", "hostname")
+_FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
+    "time": lambda v: isinstance(v, str),
+    "tree": lambda v: isinstance(v, str),
+    "paths": _strings,
+    "hostname": lambda v: isinstance(v, str),
+    "username": lambda v: isinstance(v, str),
+    "tags": _strings,
+    "parent": _text_or_null,
+    "program_version": lambda v: isinstance(v, str),
+    "summary": lambda v: (
+        isinstance(v, dict)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v.values())
+    ),
+    "source": lambda v: isinstance(v, dict),
+    "original": _text_or_null,
+}
 
 
 def format_time(moment: datetime) -> str:

@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from safehold.errors import AlreadyExists, NotARepository, NotFound, StoreError
+from safehold.errors import AlreadyExists, CorruptObject, NotARepository, NotFound, StoreError
 from safehold.storage.base import ObjectInfo
 
 __all__ = ["LocalStore"]
@@ -81,21 +81,36 @@ class LocalStore:
             raise StoreError(f"cannot write {key} in {self.root}: {detail}") from exc
 
     def get(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        """The object's bytes, from a regular file only.
+
+        Whoever can write to the disk can plant a FIFO (a read would block forever), a
+        symlink to ``/dev/zero`` (a read would never end) or a device: the file is opened
+        without following a symlink and without blocking, and anything but a regular file
+        is damage. A read never asks for more than the file holds, whatever the caller's
+        range (an index entry may claim a 2^40-byte blob): the result is shorter than asked
+        when the object ends first, and callers check.
+        """
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                if byte_range is None:
-                    return _read_all(fd)
-                offset, length = byte_range
-                data = os.pread(fd, length, offset)
-            finally:
-                os.close(fd)
-        except (FileNotFoundError, IsADirectoryError):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(key) from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+                raise CorruptObject(key, "is a symbolic link, not a regular file") from None
             raise StoreError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
-        return data  # shorter than asked when the object ends first; callers check
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise NotFound(key)
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptObject(key, f"is {_file_kind(st.st_mode)}, not a regular file")
+            offset, length = byte_range if byte_range is not None else (0, st.st_size)
+            return _read_range(fd, offset, max(0, min(length, st.st_size - offset)))
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root / prefix if prefix else self.root
@@ -108,18 +123,20 @@ class LocalStore:
                 full = Path(dirpath) / name
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    try:
-                        yield ObjectInfo(key, full.stat().st_size)
+                    try:  # lstat: a planted symlink is listed as itself (get refuses it)
+                        yield ObjectInfo(key, full.lstat().st_size)
                     except FileNotFoundError:
                         continue
 
     def stat(self, key: str) -> ObjectInfo:
         try:
-            st = os.stat(self._path(key))
+            st = os.lstat(self._path(key))
         except FileNotFoundError:
             raise NotFound(key) from None
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             raise NotFound(key)
+        if not stat.S_ISREG(st.st_mode):  # planted: see ``get``
+            raise CorruptObject(key, f"is {_file_kind(st.st_mode)}, not a regular file")
         return ObjectInfo(key, st.st_size)
 
     def delete(self, key: str) -> None:
@@ -162,8 +179,22 @@ def _raise_unreadable(exc: OSError) -> None:
     raise StoreError(f"cannot list {exc.filename}: {exc.strerror}") from exc
 
 
-def _read_all(fd: int) -> bytes:
+def _read_range(fd: int, offset: int, length: int) -> bytes:
+    """Up to ``length`` bytes from ``offset``; fewer only if the file shrinks meanwhile."""
     chunks = []
-    while chunk := os.read(fd, 1 << 20):
+    while length > 0 and (chunk := os.pread(fd, min(length, 1 << 24), offset)):
         chunks.append(chunk)
-    return b"".join(chunks)
+        offset += len(chunk)
+        length -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFSOCK: "a socket",
+        stat.S_IFLNK: "a symbolic link",
+    }
+    return kinds.get(stat.S_IFMT(mode), "not a regular file")
