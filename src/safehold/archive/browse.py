@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from safehold.archive.extent import check_extent, measure
@@ -14,7 +15,38 @@ from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 
-__all__ = ["SizeStats", "diff_trees", "dump_file", "find_node", "size_stats", "walk"]
+__all__ = [
+    "SizeStats",
+    "diff_trees",
+    "dump_file",
+    "entry_doc",
+    "find_node",
+    "node_time",
+    "size_stats",
+    "walk",
+]
+
+
+def entry_doc(path: bytes, node: Node) -> dict[str, object]:
+    """An entry as ``ls --json`` (and ``find --json``) show it."""
+    return {
+        "path": os.fsdecode(path),
+        "name": node.display_name,
+        "type": node.type,
+        "mode": node.mode,
+        "uid": node.uid,
+        "gid": node.gid,
+        "user": node.user,
+        "group": node.group,
+        "size": node.size,
+        "mtime": node_time(node.mtime_ns),
+        **({"link_target": os.fsdecode(node.target)} if node.type == "symlink" else {}),
+    }
+
+
+def node_time(ns: int) -> str:
+    """A node's nanosecond timestamp as ISO 8601 UTC."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
 def _nodes(repo: Repository, tree_id: str | None) -> list[Node]:

@@ -6,12 +6,19 @@ import os
 import stat as statmod
 import sys
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from safehold.archive.browse import diff_trees, dump_file, find_node, size_stats, walk_path
+from safehold.archive.browse import (
+    diff_trees,
+    dump_file,
+    entry_doc,
+    find_node,
+    node_time,
+    size_stats,
+    walk_path,
+)
 from safehold.archive.dump_archive import ARCHIVE_FORMATS, dump_archive
 from safehold.archive.tree import Node
 from safehold.cli.app import app, settings
@@ -20,27 +27,6 @@ from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapsho
 from safehold.errors import InvalidArgument
 
 __all__ = ["diff", "dump", "entry_doc", "long_line", "ls", "stats"]
-
-
-def entry_doc(path: bytes, node: Node) -> dict[str, object]:
-    """An entry as ``ls --json`` (and ``find --json``) show it."""
-    return {
-        "path": os.fsdecode(path),
-        "name": node.display_name,
-        "type": node.type,
-        "mode": node.mode,
-        "uid": node.uid,
-        "gid": node.gid,
-        "user": node.user,
-        "group": node.group,
-        "size": node.size,
-        "mtime": _time(node.mtime_ns),
-        **({"link_target": os.fsdecode(node.target)} if node.type == "symlink" else {}),
-    }
-
-
-def _time(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
 def _mode_text(node: Node) -> str:
@@ -59,7 +45,7 @@ def long_line(path: bytes, node: Node) -> str:
     """An entry as ``ls --long`` shows it: mode, owner, group, size, time, path."""
     return (
         f"{_mode_text(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
-        f"{node.size:>12} {_time(node.mtime_ns)[:19]} {os.fsdecode(path)}"
+        f"{node.size:>12} {node_time(node.mtime_ns)[:19]} {os.fsdecode(path)}"
     )
 
 

@@ -10,7 +10,7 @@ from safehold.cli.app import app, settings
 from safehold.cli.output import err, out, print_json
 from safehold.ops.retention import GroupKey, group_snapshots, parse_group_by
 from safehold.repo.repository import Repository
-from safehold.repo.snapshot import Snapshot, find_snapshot
+from safehold.repo.snapshot import Snapshot, find_snapshot, snapshot_doc
 
 __all__ = [
     "HostOpt",
@@ -25,24 +25,6 @@ __all__ = [
 HostOpt = Annotated[list[str] | None, typer.Option("--host", help="Only this host.")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only with these tags (a,b).")]
 PathOpt = Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")]
-
-
-def snapshot_doc(s: Snapshot) -> dict[str, object]:
-    return {
-        "id": s.id,
-        "short_id": s.short_id,
-        "time": s.time,
-        "hostname": s.hostname,
-        "username": s.username,
-        "paths": s.paths,
-        "tags": s.tags,
-        "parent": s.parent,
-        "tree": s.tree,
-        "program_version": s.program_version,
-        "summary": s.summary,
-        "source": s.source,
-        "original": s.original,
-    }
 
 
 def resolve_snapshot(

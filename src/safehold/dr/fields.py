@@ -22,7 +22,9 @@ __all__ = [
     "ContinuousOrCron",
     "Cron",
     "CronOrOff",
+    "EnvName",
     "Interval",
+    "Listen",
     "Name",
     "PolicyModel",
     "PositiveInterval",
@@ -37,6 +39,7 @@ OFF = "off"
 CONTINUOUS = "continuous"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _INTERVAL_PART = re.compile(r"(\d+)([a-zA-Z]*)")
+_ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -166,7 +169,28 @@ def _text(value: Any) -> str:
     return text
 
 
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not value or value[0].isdigit():
+        raise fail("env_name", "expected the name of an environment variable")
+    if not set(value) <= _ENV_NAME_CHARS:
+        raise fail("env_name", f"{value!r} is not an environment variable name")
+    return value
+
+
+def _listen(value: Any) -> str:
+    if value == OFF:
+        return OFF
+    if not isinstance(value, str) or value.rpartition(":")[0] == "":
+        raise fail("listen", "expected HOST:PORT such as '127.0.0.1:9464', or 'off'")
+    port = value.rpartition(":")[2]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise fail("listen", f"invalid port in {value!r}: expected 1 to 65535")
+    return value
+
+
 Name = Annotated[str, BeforeValidator(_name)]
+EnvName = Annotated[str, BeforeValidator(_env_name)]
+Listen = Annotated[str, BeforeValidator(_listen)]  # HOST:PORT or "off"
 Cron = Annotated[str, BeforeValidator(_cron)]
 CronOrOff = Annotated[str, BeforeValidator(_cron_or_off)]
 ContinuousOrCron = Annotated[str, BeforeValidator(_continuous_or_cron)]

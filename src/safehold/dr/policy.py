@@ -20,7 +20,9 @@ from safehold.dr.fields import (
     OFF,
     AbsolutePath,
     CronOrOff,
+    EnvName,
     Interval,
+    Listen,
     Name,
     PolicyModel,
     PositiveInterval,
@@ -29,6 +31,7 @@ from safehold.dr.fields import (
     fail,
     parse_interval,
 )
+from safehold.dr.policy_http import HttpSettings
 from safehold.dr.policy_recovery import Recovery
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import cron_error
@@ -59,7 +62,6 @@ AFTER_BACKUP = "after-backup"
 BUILTIN_RETENTION: dict[str, Any] = {"keep_within": "30d"}
 LOG_POLL = timedelta(seconds=5)  # how often a replica's `logs = "continuous"` looks for logs
 BUILTIN_OBJECTIVES = {"rto": timedelta(hours=1), "rpo": timedelta(minutes=30)}
-_ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 # -- repositories -----------------------------------------------------------------------
@@ -108,21 +110,13 @@ class Replica(PolicyModel):
         return LOG_POLL if self.logs == CONTINUOUS else parse_interval(self.logs)
 
 
-def _env_name(value: Any) -> str:
-    if not isinstance(value, str) or not value or value[0].isdigit():
-        raise fail("env_name", "expected the name of an environment variable")
-    if not set(value) <= _ENV_NAME_CHARS:
-        raise fail("env_name", f"{value!r} is not an environment variable name")
-    return value
-
-
 class Repository(PolicyModel):
     """Where backups go, and where its password comes from (never the policy itself)."""
 
     location: Text
     password_file: Text | None = None
     password_command: Text | None = None
-    password_env: Annotated[str, BeforeValidator(_env_name)] | None = None
+    password_env: EnvName | None = None
     password: object = None  # only so that the error can say why it is refused
     replicas: list[Replica] = Field(default_factory=list)
 
@@ -304,24 +298,13 @@ def _timezone(value: Any) -> str:
     return value
 
 
-def _listen(value: Any) -> str:
-    if value == OFF:
-        return OFF
-    if not isinstance(value, str) or value.rpartition(":")[0] == "":
-        raise fail("listen", "expected HOST:PORT such as '127.0.0.1:9464', or 'off'")
-    port = value.rpartition(":")[2]
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise fail("listen", f"invalid port in {value!r}: expected 1 to 65535")
-    return value
-
-
 class Webhook(PolicyModel):
     """An HTTP(S) endpoint that receives each alert as a JSON POST. A URL that carries a
     token belongs in ``url_file`` or ``url_env``, not in the policy."""
 
     url: Text | None = None
     url_file: AbsolutePath | None = None
-    url_env: Annotated[str, BeforeValidator(_env_name)] | None = None
+    url_env: EnvName | None = None
     timeout: PositiveInterval = timedelta(seconds=10)
 
     @model_validator(mode="after")
@@ -343,12 +326,12 @@ class AlertSettings(PolicyModel):
     apprise_config: AbsolutePath | None = None
 
 
-class DaemonSettings(PolicyModel):
+class DaemonSettings(HttpSettings):  # http* keys: dr/policy_http.py
     concurrency: Annotated[int, Field(ge=1)] = 2
     jitter: Interval = timedelta(0)
     timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"
     state_dir: AbsolutePath | None = None  # job history, alert state; see service/paths.py
-    metrics: Annotated[str, BeforeValidator(_listen)] = "127.0.0.1:9464"
+    metrics: Listen = "127.0.0.1:9464"
     status_interval: PositiveInterval = timedelta(minutes=1)
     retries: Annotated[int, Field(ge=0)] = 3
     retry_delay: PositiveInterval = timedelta(minutes=1)

@@ -43,6 +43,7 @@ __all__ = [
     "evaluate",
     "log_recovery_point",
     "open_policy_repository",
+    "repository_password",
 ]
 
 FROM_SNAPSHOT = "snapshot"
@@ -234,7 +235,7 @@ def _recall(history: History | None, key: str) -> Any:
 # -- opening a policy's repository ------------------------------------------------------
 
 
-def _password(repo: PolicyRepository) -> bytes:
+def repository_password(repo: PolicyRepository) -> bytes:
     """The repository's password from its file, command or environment variable."""
     kind, value = repo.password_source()
     if kind == "file":
@@ -258,7 +259,7 @@ def open_policy_repository(repo: PolicyRepository) -> Repository:
     from safehold.repo.cache import DocumentCache
     from safehold.storage import open_store
 
-    opened = Repository.open(open_store(repo.location), _password(repo))
+    opened = Repository.open(open_store(repo.location), repository_password(repo))
     if "://" in repo.location:
         opened.cache = DocumentCache.for_repository(opened.config.id)
     return opened

@@ -11,7 +11,7 @@ from typing import Any
 from safehold.errors import CorruptObject, InvalidArgument, SnapshotNotFound
 from safehold.repo.index import hex_id
 
-__all__ = ["Snapshot", "find_snapshot", "format_time", "parse_time"]
+__all__ = ["Snapshot", "find_snapshot", "format_time", "parse_time", "snapshot_doc"]
 
 
 @dataclass
@@ -104,6 +104,25 @@ _FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
     "source": lambda v: isinstance(v, dict),
     "original": _text_or_null,
 }
+
+
+def snapshot_doc(s: Snapshot) -> dict[str, object]:
+    """A snapshot as `snapshots --json` prints it."""
+    return {
+        "id": s.id,
+        "short_id": s.short_id,
+        "time": s.time,
+        "hostname": s.hostname,
+        "username": s.username,
+        "paths": s.paths,
+        "tags": s.tags,
+        "parent": s.parent,
+        "tree": s.tree,
+        "program_version": s.program_version,
+        "summary": s.summary,
+        "source": s.source,
+        "original": s.original,
+    }
 
 
 def format_time(moment: datetime) -> str:

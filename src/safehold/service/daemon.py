@@ -47,6 +47,7 @@ from safehold.service.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from safehold.service.alerts import Alerter
+    from safehold.service.http.server import HttpServer
     from safehold.service.metrics import MetricsServer
 
 __all__ = ["Daemon", "DaemonAlreadyRunning", "MetricsUnavailable"]
@@ -144,6 +145,8 @@ class Daemon:
         self.status_observers: list[Callable[[Any], None]] = []
         self.alerter: Alerter | None = None
         self.metrics: MetricsServer | None = None
+        self.http: HttpServer | None = None  # the dashboard ([daemon] http)
+        self._requested: list[JobId] = []  # "back up now" from the dashboard
         self._lock = StateLock(state_dir)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -190,6 +193,7 @@ class Daemon:
             log.info("catching up %s: its last slot was missed while the daemon was down", job)
         try:
             self._start_reporting(history, now)
+            self._start_dashboard()
         except BaseException:
             history.close()
             raise
@@ -211,12 +215,18 @@ class Daemon:
                 self.alerter.close()
             if self.metrics is not None:
                 self.metrics.close()
+            if self.http is not None:
+                self.http.close()
             history.close()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
             now = self.clock()
             self._collect_finished(now)
+            with self._mutex:
+                requested, self._requested = self._requested, []
+            for job in requested:
+                self.scheduler.trigger(job, now, "requested")
             self.scheduler.advance(now)
             self._start_ready(now)
             wake = self.scheduler.wake_at()
@@ -292,6 +302,27 @@ class Daemon:
                 ' metrics to another HOST:PORT, or "off")'
             ) from None
         log.info("metrics on %s", self.metrics.url)
+
+    def _start_dashboard(self) -> None:
+        if self.policy.daemon.http == "off":
+            return
+        from safehold.service.http.server import build
+
+        self.http = build(
+            self.policy,
+            self.config_path,
+            self.state_dir,
+            lambda: self.status,
+            self.request_jobs,
+            self.policy.daemon.http,
+        ).start()
+        log.info("dashboard on %s", self.http.url)
+
+    def request_jobs(self, jobs: list[JobId]) -> None:
+        """Run ``jobs`` as soon as they may start (safe from any thread)."""
+        with self._mutex:
+            self._requested.extend(jobs)
+        self._wake.set()
 
     # -- jobs -----------------------------------------------------------------------------
 

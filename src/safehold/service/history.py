@@ -226,6 +226,16 @@ class JobHistory:
         ).fetchall()
         return [_run(row) for row in rows]
 
+    def successes_since(self, action: str, target_prefix: str, since: datetime) -> list[JobRun]:
+        """Runs of ``action`` on targets starting with ``target_prefix`` that made their
+        snapshot (success or partial) and ended at or after ``since``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM runs WHERE action = ? AND substr(target, 1, ?) = ? AND outcome IN"
+            " ('success', 'partial') AND ended >= ? ORDER BY ended",
+            (action, len(target_prefix), target_prefix, _iso(since)),
+        ).fetchall()
+        return [_run(row) for row in rows]
+
     def targets_done(self, action: str) -> set[str]:
         """The targets of ``action`` with at least one successful (or partial) run."""
         rows = self._db.execute(

@@ -1,0 +1,141 @@
+"""The read-only JSON API, /api/v1, and its one action: a backup now.
+
+Each document is the CLI's ``--json`` document for the same question (status, jobs,
+snapshots, ls), built by the same code. Sections that later issues add (drills, standbys)
+get routes of their own here and a key of their own in the documents they extend, so
+nothing existing changes shape (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from safehold.repo.snapshot import snapshot_doc
+from safehold.service.http.app import HttpProblem, require
+from safehold.service.http.documents import (
+    directory_doc,
+    exposure,
+    exposure_doc,
+    file_doc,
+    jobs_doc,
+    service_snapshots,
+)
+from safehold.service.http.state import Dashboard, backup_jobs
+
+__all__ = ["request_backup", "router"]
+
+router = APIRouter(tags=["safehold"])
+
+OptionalName = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+SnapshotPath = Annotated[str, Query(max_length=4096, pattern=r"^/")]
+Hours = Annotated[int, Query(ge=1, le=24 * 90, description="The chart's window in hours.")]
+
+
+def _dashboard(request: Request) -> Dashboard:
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard
+
+
+def _status(dashboard: Dashboard) -> dict[str, Any]:
+    doc = dashboard.status_doc()
+    if doc is None:
+        raise HttpProblem(503, "the protection status is being computed: try again shortly")
+    return doc
+
+
+@router.get("/status", summary="The protection status: `safehold status --json`.")
+def status(request: Request) -> JSONResponse:
+    require(request, "viewer")
+    return JSONResponse(_status(_dashboard(request)))
+
+
+@router.get("/services/{service}", summary="One service of the status document.")
+def service(request: Request, service: str) -> JSONResponse:
+    require(request, "viewer")
+    dashboard = _dashboard(request)
+    dashboard.check_service(service)
+    found = next(s for s in _status(dashboard)["services"] if s["name"] == service)
+    return JSONResponse(found)
+
+
+@router.get(
+    "/services/{service}/exposure",
+    summary="The service's RPO exposure over time (one point per successful backup, then now).",
+)
+def service_exposure(request: Request, service: str, hours: Hours = 24) -> JSONResponse:
+    require(request, "viewer")
+    return JSONResponse(exposure_doc(exposure(_dashboard(request), service, hours), service))
+
+
+@router.get("/replicas", summary="The replicas and their lag (the status document's replicas).")
+def replicas(request: Request) -> JSONResponse:
+    require(request, "viewer")
+    doc = _status(_dashboard(request))
+    return JSONResponse({"message_type": "replicas", "replicas": doc["replicas"]})
+
+
+@router.get("/jobs", summary="The job history, newest first: `safehold jobs --json`.")
+def jobs(
+    request: Request,
+    job: Annotated[str | None, Query(max_length=500)] = None,
+    outcome: Annotated[str | None, Query(max_length=50)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 30,
+) -> JSONResponse:
+    require(request, "viewer")
+    return JSONResponse(jobs_doc(_dashboard(request), job, outcome, limit))
+
+
+@router.get(
+    "/services/{service}/snapshots",
+    summary="The service's snapshots, oldest first: `snapshots --json --tag source=S/X`.",
+)
+def snapshots(request: Request, service: str, source: OptionalName = None) -> JSONResponse:
+    require(request, "viewer")
+    found = service_snapshots(_dashboard(request), service, source)
+    return JSONResponse([snapshot_doc(s) for s in found])
+
+
+@router.get(
+    "/services/{service}/snapshots/{snapshot}/tree",
+    summary="The entries right under a directory of a snapshot (as `ls --json`).",
+)
+def tree(request: Request, service: str, snapshot: str, path: SnapshotPath = "/") -> JSONResponse:
+    require(request, "viewer")
+    return JSONResponse(directory_doc(_dashboard(request), service, snapshot, path))
+
+
+@router.get(
+    "/services/{service}/snapshots/{snapshot}/file",
+    summary="A file of a snapshot: its entry, content blob ids and SHA-256 (no content).",
+)
+def file(request: Request, service: str, snapshot: str, path: SnapshotPath) -> JSONResponse:
+    require(request, "viewer")
+    return JSONResponse(file_doc(_dashboard(request), service, snapshot, path))
+
+
+def request_backup(dashboard: Dashboard, service: str) -> list[str]:
+    """Queue the service's backups in the daemon; the jobs queued."""
+    dashboard.check_service(service)
+    if dashboard.request_backup is None:
+        raise HttpProblem(409, "back up now needs the daemon: `safehold serve` alone only reads")
+    jobs = backup_jobs(dashboard.policy, service)
+    dashboard.request_backup(jobs)
+    return [str(job) for job in jobs]
+
+
+@router.post(
+    "/services/{service}/backup",
+    status_code=202,
+    summary="Back up the service now (operator; a browser session also needs X-CSRF-Token).",
+)
+def backup_now(request: Request, service: str) -> JSONResponse:
+    who = require(request, "operator")
+    if not request.app.state.auth.csrf_ok(who, request.headers.get("x-csrf-token")):
+        raise HttpProblem(403, "missing or wrong CSRF token")
+    jobs = request_backup(_dashboard(request), service)
+    return JSONResponse(
+        {"message_type": "backup_requested", "service": service, "jobs": jobs}, status_code=202
+    )
