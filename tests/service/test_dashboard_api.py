@@ -134,6 +134,8 @@ def test_bad_and_huge_input_is_400(site: Site) -> None:
     assert site.get("/api/v1/jobs?limit=0")[0] == 400
     assert site.get("/api/v1/jobs?limit=99999999999999999999")[0] == 400
     assert site.get("/api/v1/jobs?limit=ten")[0] == 400
+    status, _, body = site.get("/api/v1/jobs?outcome=bogus")
+    assert status == 400 and "unknown outcome" in json.loads(body)["error"]
     assert site.get("/api/v1/services/app/exposure?hours=100000")[0] == 400
     assert site.get("/api/v1/services/app/snapshots/latest/tree?path=relative")[0] == 400
     assert site.get("/api/v1/services/app/snapshots?source=../x")[0] == 400

@@ -15,7 +15,6 @@ from safehold.cli.policy_file import ConfigOpt, load_config
 from safehold.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from safehold.dr.policy import Policy
     from safehold.service.history import JobRun
 
 __all__ = ["daemon", "jobs"]
@@ -68,48 +67,25 @@ def jobs(
 
     With --json each run also carries its commands' JSON summaries (`summaries`).
     """
-    from safehold.service.history import OUTCOMES, JobHistory
+    from safehold.service.history import JobHistory
+    from safehold.service.job_documents import check_outcome, find_runs, jobs_document
     from safehold.service.paths import HISTORY_FILE, state_dir
 
     s = settings(ctx)
     path, policy = load_config(config)
-    if outcome is not None and outcome not in OUTCOMES:
-        raise InvalidArgument(f"unknown outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    check_outcome(outcome)
     history_path = state_dir(policy, path) / HISTORY_FILE
     if not history_path.exists():
         raise InvalidArgument(f"no job history at {history_path}: has the daemon run?")
     history = JobHistory(history_path, readonly=True)
     try:
-        runs = history.runs(limit=limit, job=job, outcome=outcome)
-        if job is not None and not runs and history.last(job) is None:
-            _unknown_job(policy, job)
+        runs = find_runs(policy, history, job, outcome, limit)
     finally:
         history.close()
     if s.json:
-        print_json({"message_type": "jobs", "runs": [_run_document(run) for run in runs]})
+        print_json(jobs_document(runs))
         return
     out().print(render_runs(runs), markup=False, end="")
-
-
-def _unknown_job(policy: Policy, job: str) -> None:
-    """A job name with no run that the policy does not define either: say so, and list them."""
-    from safehold.dr.jobs import archiver_jobs, replica_after_backup
-    from safehold.dr.schedule import JobId, scheduled_jobs
-
-    names = {str(found) for found, _ in scheduled_jobs(policy)}
-    names.update(str(found) for found in archiver_jobs(policy))
-    for repository in policy.repositories:
-        for location in replica_after_backup(policy, repository):
-            names.add(str(JobId("replicate", repository, location)))
-    if job not in names:
-        known = ", ".join(repr(name) for name in sorted(names)) or "none"
-        raise InvalidArgument(f"no job named {job!r} in the policy; its jobs: {known}")
-
-
-def _run_document(run: JobRun) -> dict[str, object]:
-    """A run as JSON, with the JSON summary each of its commands printed."""
-    details = run.details or {}
-    return {**run.to_dict(), "summaries": details.get("commands", [])}
 
 
 def render_runs(runs: list[JobRun]) -> str:

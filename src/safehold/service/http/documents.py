@@ -21,6 +21,7 @@ from safehold.errors import InvalidArgument
 from safehold.repo.snapshot import Snapshot, find_snapshot, snapshot_doc
 from safehold.service.http.charts import Chart, exposure_chart
 from safehold.service.http.state import Dashboard
+from safehold.service.job_documents import find_runs, jobs_document
 
 __all__ = [
     "SHA256_LIMIT",
@@ -116,8 +117,8 @@ def jobs_doc(
     history = dashboard.history()
     if history is None:
         raise InvalidArgument(f"no job history in {dashboard.state_dir}: has the daemon run?")
-    runs = history.runs(limit=limit, job=job, outcome=outcome)
-    return dashboard.redactor.doc({"message_type": "jobs", "runs": [run.to_dict() for run in runs]})
+    runs = find_runs(dashboard.policy, history, job, outcome, limit)
+    return dashboard.redactor.doc(jobs_document(runs))
 
 
 def exposure(dashboard: Dashboard, service: str, hours: int) -> Chart:
