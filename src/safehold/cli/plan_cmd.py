@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -93,6 +93,19 @@ def _count(items: Sequence[object], one: str, many: str | None = None) -> str:
     return f"{len(items)} {one if len(items) == 1 else many or one + 's'}"
 
 
+def _recovery_lines(recovery: dict[str, Any]) -> list[str]:
+    """The [services.NAME.recovery] table: where each source comes back, start, checks."""
+    lines = [f"  recovery    cuts {recovery['cuts']}, timeout {recovery['timeout']}"]
+    for name, target in recovery["sources"].items():
+        where = ", ".join(f"{k} {v}" for k, v in target.items()) or "where it was"
+        lines.append(f"    {name} -> {where}")
+    lines += [f"    start: {command}" for command in recovery["start"]]
+    for check in recovery["checks"]:
+        detail = ", ".join(f"{k} {v}" for k, v in check.items() if k != "name" and v is not None)
+        lines.append(f"    check {check['name']}: {detail}")
+    return lines
+
+
 def render_plan(plan: Plan, path: str) -> str:
     """The plan as text: repositories, then services and their sources, then the daemon."""
     lines = [
@@ -117,6 +130,7 @@ def render_plan(plan: Plan, path: str) -> str:
             f" [{service.repository.origin}]",
             f"  retention   {_settings(service.retention)}",
             f"  objectives  {_settings(service.objectives)}",
+            *_recovery_lines(service.recovery),
         ]
         for source in service.sources:
             lines.append(f"  source {source.name} ({source.kind})")

@@ -8,7 +8,7 @@ resolved value records its origin (``service sync``, ``defaults``, ``built-in de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from safehold.dr.policy import (
     Replica,
     Retention,
 )
+from safehold.dr.policy_recovery import describe_recovery
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import LOG_REPLICATION, JobId, next_runs
 
@@ -96,6 +97,7 @@ class PlannedService:
     retention: dict[str, Setting]
     objectives: dict[str, Setting]
     sources: list[PlannedSource]
+    recovery: dict[str, Any] = field(default_factory=dict)  # policy_recovery.describe_recovery
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ def _plan_service(policy: Policy, name: str, runs: dict[JobId, list[datetime]]) 
                 objectives,
             )
         )
-    return PlannedService(name, repository, retention, objectives, sources)
+    recovery = describe_recovery(service.recovery)
+    return PlannedService(name, repository, retention, objectives, sources, recovery)
 
 
 def _daemon_argv(policy: Policy, job: JobId) -> list[str] | None:
@@ -349,6 +352,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                 "repository": s.repository.to_doc(),
                 "retention": _settings_doc(s.retention),
                 "objectives": _settings_doc(s.objectives),
+                "recovery": s.recovery,
                 "sources": [
                     {
                         "name": src.name,

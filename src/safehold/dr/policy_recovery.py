@@ -31,6 +31,7 @@ __all__ = [
     "HealthCheck",
     "Recovery",
     "SourceTarget",
+    "describe_recovery",
     "recovery_problems",
 ]
 
@@ -119,6 +120,31 @@ class Recovery(PolicyModel):
     safehold_command: Text | None = None  # how the postgres user runs safehold (WAL fetch)
     timeout: PositiveInterval = timedelta(hours=1)  # for each database to finish recovery
     cuts: CronOrOff = OFF  # when the daemon records a consistent cut (dr/cuts.py)
+
+
+def describe_recovery(recovery: Recovery) -> dict[str, Any]:
+    """The table as ``safehold plan`` shows it: only what is set, durations as text."""
+    from safehold.dr.fields import format_interval
+
+    checks = []
+    for i, check in enumerate(recovery.checks):
+        doc: dict[str, Any] = {"name": check.label(i), check.kind: getattr(check, check.kind)}
+        if check.kind == "sql":
+            doc |= {"source": check.source, "database": check.database, "expect": check.expect}
+        if check.kind == "http":
+            doc["status"] = check.status
+        checks.append(doc | {"timeout": format_interval(check.timeout)})
+    return {
+        "cuts": recovery.cuts,
+        "timeout": format_interval(recovery.timeout),
+        "safehold_command": recovery.safehold_command,
+        "sources": {
+            name: target.model_dump(exclude_defaults=True)
+            for name, target in recovery.sources.items()
+        },
+        "start": list(recovery.start),
+        "checks": checks,
+    }
 
 
 def recovery_problems(service: str, document: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:

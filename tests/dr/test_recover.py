@@ -1,0 +1,240 @@
+"""``recover`` without database servers: the recovery table's errors, the plan, the cut job,
+and on a service of files and SQLite: a dry run, a failing health check (exit 6), an
+interrupted run resumed, another moment refused until --force."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safehold.dr.jobs import job_commands
+from safehold.dr.load import PolicyError, load_policy, parse_policy
+from safehold.dr.schedule import JobId, scheduled_jobs
+from tests.dr.test_plan_cmd import _parse
+from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo, write_password
+
+BASE = """\
+[repositories.main]
+location = "/srv/repo"
+password_file = "/etc/pw"
+
+[services.app]
+[[services.app.sources]]
+name = "db"
+kind = "postgres"
+options = { pgdata = "/pg" }
+[[services.app.sources]]
+name = "files"
+kind = "files"
+options.paths = ["/srv/files"]
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "safehold.toml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_recovery_table_errors_name_file_line_and_key() -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        [services.app.recovery]
+        cuts = "every minute"
+        [services.app.recovery.sources.db]
+        port = 5433
+        path = "/x.db"
+        [services.app.recovery.sources.nosuch]
+        port = 1
+        [[services.app.recovery.checks]]
+        sql = "SELECT 1"
+        source = "files"
+        [[services.app.recovery.checks]]
+        tcp = "127.0.0.1:1"
+        http = "http://x/"
+        """
+    )
+    assert problems(text) == [
+        "safehold.toml:15: services.app.recovery.cuts: a cron expression has 5 fields"
+        " (minute hour day month weekday), or 6 with seconds first; 'every minute' has 2",
+        "safehold.toml:18: services.app.recovery.sources.db.path: does not apply to a"
+        " postgres source (it takes host, pgdata, port)",
+        "safehold.toml:19: services.app.recovery.sources.nosuch: unknown source 'nosuch'"
+        " (db, files)",
+        "safehold.toml:23: services.app.recovery.checks[0].source: an sql check needs a"
+        " postgres source, not files",
+        "safehold.toml:24: services.app.recovery.checks[1]: give exactly one of sql, http,"
+        " tcp, command (got http and tcp)",
+    ]
+
+
+def test_plan_shows_the_recovery_table_and_the_cut_job_parses(tmp_path: Path) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(
+        BASE
+        + '[services.app.recovery]\ncuts = "*/5 * * * *"\nstart = ["systemctl start app"]\n'
+        + '[services.app.recovery.sources.db]\npgdata = "/new/pg"\nport = 5499\n'
+        + '[[services.app.recovery.checks]]\ntcp = "127.0.0.1:{db.port}"\n'
+    )
+    proc = subprocess.run(
+        [*SAFEHOLD, "plan", "-c", config], capture_output=True, text=True, env=clean_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "  recovery    cuts */5 * * * *, timeout 1h\n" in proc.stdout
+    assert "    db -> pgdata /new/pg, port 5499\n" in proc.stdout
+    assert "    check tcp check 1: tcp 127.0.0.1:{db.port}, timeout 1m\n" in proc.stdout
+    policy = load_policy(config)
+    assert (JobId("cut", "app", "cuts"), "*/5 * * * *") in scheduled_jobs(policy)
+    (command,) = job_commands(policy, JobId("cut", "app", "cuts"))
+    assert command.argv == ["--json", "cut", "app"]
+    assert _parse(command.argv[1:]).command.name == "cut"
+
+
+# -- a service of files and SQLite ------------------------------------------------------
+
+
+def _service(tmp_path: Path, checks: str = "") -> tuple[Path, Path]:
+    live = tmp_path / "live"
+    (live / "files" / "sub").mkdir(parents=True)
+    for i in range(20):
+        (live / "files" / "sub" / f"{i}.txt").write_text(f"file {i}\n" * 100)
+    with sqlite3.connect(live / "app.db") as db:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (42)")
+    password = write_password(tmp_path / "pw")
+    init_repo(str(tmp_path / "repo"), password)
+    config = tmp_path / "safehold.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            [repositories.main]
+            location = "{tmp_path / "repo"}"
+            password_file = "{password}"
+            [services.app]
+            [[services.app.sources]]
+            name = "files"
+            kind = "files"
+            options.paths = ["{live / "files"}"]
+            [[services.app.sources]]
+            name = "meta"
+            kind = "sqlite"
+            options.database = "{live / "app.db"}"
+            [services.app.recovery]
+            timeout = "1m"
+            """
+        )
+        + checks
+    )
+    _backup(config)
+    return config, live
+
+
+def _backup(config: Path) -> None:
+    """Each source's backup, by the command the daemon runs for it."""
+    policy = load_policy(config)
+    for source in ("files", "meta"):
+        for command in job_commands(policy, JobId("backup", f"app/{source}", "backup")):
+            subprocess.run(
+                [*SAFEHOLD, *command.argv],
+                check=True,
+                capture_output=True,
+                env=clean_env(**command.env),
+            )
+
+
+def _recover(config: Path, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    proc = subprocess.run(
+        [*SAFEHOLD, "--json", "recover", "app", "-c", config, *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
+    return proc.returncode, [json.loads(x) for x in proc.stdout.splitlines()], proc.stderr
+
+
+def test_dry_run_writes_nothing_and_a_failing_check_exits_6(tmp_path: Path) -> None:
+    failing = '[[services.app.recovery.checks]]\nname = "app answers"\ncommand = "false"\ntimeout = "1s"\n'
+    passing = '[[services.app.recovery.checks]]\ncommand = "test -s {meta.path}"\n'
+    config, live = _service(tmp_path, passing + failing)
+    root = tmp_path / "sandbox"
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root), "--dry-run")
+    assert code == 0, err
+    (plan,) = docs
+    assert plan["message_type"] == "plan"
+    assert [c["spec"] for c in plan["checks"]] == [f"test -s {root}{live}/app.db", "false"]
+    assert not root.exists()
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root))
+    assert code == 6
+    assert err.strip().splitlines() == [
+        "safehold: The service came back but is not healthy: app answers: 'false' exited 1"
+    ]
+    summary = docs[-1]
+    assert summary["outcome"] == "unhealthy" and summary["rto_seconds"] is None
+    health = [s for s in summary["steps"] if s["step"] == "health"]
+    assert [(s["source"], s["outcome"]) for s in health] == [
+        ("command check 1", "ok"),
+        ("app answers", "failed"),
+    ]
+    assert (
+        root / str(live / "files" / "sub" / "7.txt").lstrip("/")
+    ).read_text() == "file 7\n" * 100
+
+
+def test_an_interrupted_recovery_resumes_its_own_plan(tmp_path: Path) -> None:
+    config, live = _service(tmp_path)
+    root = tmp_path / "sandbox"
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root), "--dry-run")
+    plan = docs[0]
+    files_target = Path(plan["sources"][0]["target"])
+    # what a run killed while restoring the files leaves: the state file, half a target
+    state = root / ".safehold-recovery.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(
+        json.dumps({"plan": plan, "sources": {"files": "restoring"}, "finished": False})
+    )
+    (files_target / "sub").mkdir(parents=True)
+    (files_target / "sub" / "0.txt").write_text("half")
+    (files_target / "stray").write_text("left by the killed run")
+    # new data meanwhile: a fresh --latest would pick it, the resume must not
+    (live / "files" / "new.txt").write_text("newer")
+    _backup(config)
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root))
+    assert code == 0, err
+    summary = docs[-1]
+    assert summary["resumed"] is True and summary["point"] == plan["point"]
+    assert (files_target / "sub" / "0.txt").read_text() == "file 0\n" * 100
+    assert not (files_target / "stray").exists() and not (files_target / "new.txt").exists()
+    assert json.loads(state.read_text())["finished"] is True
+
+
+def test_an_unfinished_recovery_to_another_moment_is_refused_until_force(tmp_path: Path) -> None:
+    config, _live = _service(tmp_path)
+    root = tmp_path / "sandbox"
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root), "--dry-run")
+    plan = docs[0]
+    state = root / ".safehold-recovery.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(
+        json.dumps({"plan": plan, "sources": {"files": "restored"}, "finished": False})
+    )
+    target = Path(plan["sources"][0]["target"])
+    target.mkdir(parents=True)
+    (target / "old.txt").write_text("from the unfinished run")
+    later = "2099-01-01T00:00:00Z"
+    code, docs, err = _recover(config, "--to-time", later, "--target-root", str(root))
+    assert code == 1
+    assert err.strip().endswith(
+        f"is recorded in {state}: run that command again to resume it, or add --force to discard it"
+    )
+    assert (target / "old.txt").exists()
+    code, docs, err = _recover(config, "--to-time", later, "--target-root", str(root), "--force")
+    assert code == 0, err
+    assert not (target / "old.txt").exists()
+    assert (target / "sub" / "3.txt").exists()
