@@ -84,6 +84,7 @@ def test_a_side_copy_does_not_archive_and_its_timeline_is_never_followed(pg_env:
 
     [status] = pg_env.json("pg", "status")
     assert status["production_timeline"] == 1 and status["other_timelines"] == [2]
+    assert "timeline 2 is archived but not recorded as production's" in status["warnings"][0]
     assert status["newest_wal_time"] == max(at for _, at in rows).isoformat()
     assert status["windows"][-1]["to"] == status["newest_wal_time"]
     copy.stop()

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from safehold.repo.repository import Repository
+from safehold.sources.postgres.lineage import production_lineage, read_archive
+from safehold.sources.postgres.pusher import WalPusher
 from safehold.sources.postgres.walnames import (
     format_lsn,
     parse_lsn,
@@ -94,3 +97,22 @@ def test_wal_push_spool_fails_at_once_without_a_spool_or_a_pusher(
     proc = cli.run("pg", "wal-push", "--spool", missing, f"pg_wal/{name}", check=False)
     assert proc.returncode != 0 and b"wal-pusher" in proc.stderr and b"is running" in proc.stderr
     assert time.monotonic() - started < 50  # the wait for a mark is 60 s
+
+
+def test_a_primary_claims_the_timelines_it_archives_others_do_not(
+    local_repo: Repository, pgdata: Path, tmp_path: Path
+) -> None:
+    history = "1\t0/3000000\tno recovery target specified\n"
+    (pgdata / "pg_wal" / "00000002.history").write_text(history)
+    (pgdata / "pg_wal" / "archive_status").mkdir()
+    (pgdata / "pg_wal" / "archive_status" / "00000002.history.ready").touch()
+    for primary, spool in ((False, tmp_path / "s1"), (True, tmp_path / "s2")):
+        pusher = WalPusher(local_repo, str(pgdata), str(spool), workers=1, primary=primary)
+        pusher.scan()
+        pusher._pool.shutdown(wait=True)
+        assert pusher.pushed == 1
+        archive = read_archive(local_repo.store, str(SYSTEM_ID))
+        assert archive.claims == ([2] if primary else [])
+    lineage = production_lineage(local_repo, str(SYSTEM_ID), [])
+    assert lineage.timelines == [1, 2] and lineage.timeline_of_segment(2, 16 << 20) == 1
+    assert lineage.timeline_of_segment(3, 16 << 20) == 2

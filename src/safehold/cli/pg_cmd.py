@@ -146,6 +146,12 @@ def wal_pusher(
     spool: Annotated[str, typer.Option("--spool", help="Directory for the done/error marks.")],
     pgdata: Annotated[str, typer.Option("--pgdata", "-D", help="The cluster's data directory.")],
     workers: Annotated[int, typer.Option("--workers", help="Uploads at once.")] = 2,
+    primary: Annotated[
+        bool,
+        typer.Option(
+            "--primary", help="This cluster is the primary: a timeline it creates is production's."
+        ),
+    ] = False,
 ) -> None:
     """Asynchronous archiving: upload WAL as it becomes ready (run as a service)."""
     import signal
@@ -153,7 +159,7 @@ def wal_pusher(
     from safehold.sources.postgres.pusher import WalPusher
 
     s = settings(ctx)
-    pusher = WalPusher(s.open_repository(load_index=False), pgdata, spool, workers)
+    pusher = WalPusher(s.open_repository(load_index=False), pgdata, spool, workers, primary)
     signal.signal(signal.SIGTERM, lambda *_: pusher.stop())
     signal.signal(signal.SIGINT, lambda *_: pusher.stop())
 
@@ -533,8 +539,12 @@ def status(
     for c in statuses:
         out().print(
             f"cluster {c.system_id}: {len(c.backups)} base backups, {c.wal_files} WAL files "
-            f"({c.wal_first} .. {c.wal_last}), timelines {c.timelines}"
+            f"({c.wal_first} .. {c.wal_last}), timelines {c.timelines}; production's lineage "
+            f"{' -> '.join(map(str, c.lineage))}"
+            + (f", other timelines {c.other_timelines} (not followed)" if c.other_timelines else "")
         )
+        for warning in c.warnings:
+            out().print(f"  WARNING: {warning}")
         for b in c.backups:
             out().print(
                 f"  backup {b['short_id']} {b['type']:4} {b['stop_time']} stop LSN {b['stop_lsn']}"

@@ -277,15 +277,18 @@ def _wal_time(repo: Repository, snap: Snapshot, history: History | None) -> date
     """The newest commit in the WAL archived without a gap after ``snap``'s start; cached in
     history per newest segment name, as reading a segment means fetching and pg_waldump."""
     from safehold.sources.postgres.catalog import segment_size_of, start_segno
-    from safehold.sources.postgres.lineage import lineage_segments, production_lineage
-    from safehold.sources.postgres.walarchive import list_wal
+    from safehold.sources.postgres.lineage import (
+        lineage_segments,
+        production_lineage,
+        read_archive,
+    )
 
     system_id = str(snap.source["system_id"])
     seg_size = segment_size_of(snap)
-    files = list(list_wal(repo.store, system_id))
+    archive = read_archive(repo.store, system_id)
     # production's timelines only: a restored copy's WAL is not this service's recovery point
-    lineage = production_lineage(repo, system_id, files=files)
-    by_segno = {n: w.name for n, w in lineage_segments(lineage, files, seg_size).items()}
+    lineage = production_lineage(repo, system_id, archive=archive)
+    by_segno = {n: w.name for n, w in lineage_segments(lineage, archive.files, seg_size).items()}
     first = last = start_segno(snap)
     if first not in by_segno:
         return None

@@ -19,6 +19,7 @@ restores, status and recovery points never follow it unless asked (``--timeline`
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 
@@ -26,18 +27,20 @@ from safehold.errors import NotFound
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 from safehold.sources.postgres.catalog import backups_of
-from safehold.sources.postgres.walarchive import PREFIX, WalMissing, fetch_wal, list_wal
-from safehold.sources.postgres.walnames import WalName, parse_lsn
+from safehold.sources.postgres.walarchive import PREFIX, WalMissing, fetch_wal
+from safehold.sources.postgres.walnames import WalName, parse_lsn, parse_wal_name
+from safehold.storage.base import ObjectStore
 
 __all__ = [
     "CLAIM_SUFFIX",
     "Lineage",
+    "WalArchive",
     "claim_timeline",
-    "claimed_timelines",
     "lineage_of",
     "lineage_segments",
     "parse_history",
     "production_lineage",
+    "read_archive",
 ]
 
 CLAIM_SUFFIX = ".lineage"
@@ -128,40 +131,47 @@ def claim_timeline(repo: Repository, system_id: str, timeline: int) -> bool:
     return repo.put_log_file(claim_key(system_id, timeline), doc.encode())
 
 
-def claimed_timelines(repo: Repository, system_id: str) -> list[int]:
-    """Timelines claimed by a promoted primary (the claim objects; names, not content)."""
-    found = []
-    for info in repo.store.list(f"{PREFIX}{system_id}/"):
+@dataclass(frozen=True)
+class WalArchive:
+    """One listing of a cluster's ``wal/<system id>/``: its WAL files and timeline claims."""
+
+    files: list[WalName]
+    claims: list[int]
+
+
+def read_archive(store: ObjectStore, system_id: str) -> WalArchive:
+    files, claims = [], []
+    for info in store.list(f"{PREFIX}{system_id}/"):
         name = info.key.rsplit("/", 1)[-1]
         if name.endswith(CLAIM_SUFFIX):
-            try:
-                found.append(int(name.removesuffix(CLAIM_SUFFIX), 16))
-            except ValueError:
-                continue
-    return sorted(found)
+            with contextlib.suppress(ValueError):
+                claims.append(int(name.removesuffix(CLAIM_SUFFIX), 16))
+        elif (parsed := parse_wal_name(name)) is not None:
+            files.append(parsed)
+    return WalArchive(files, sorted(claims))
 
 
 def production_lineage(
     repo: Repository,
     system_id: str,
     snapshots: list[Snapshot] | None = None,
-    files: list[WalName] | None = None,
+    archive: WalArchive | None = None,
 ) -> Lineage:
     """Production's lineage: the highest timeline recorded by a base backup or a claim.
 
     With nothing recorded (WAL archived before the first base backup), the lowest archived
     timeline: the one the cluster started on, never a branch made later.
     """
-    if files is None:
-        files = list(list_wal(repo.store, system_id))
+    if archive is None:
+        archive = read_archive(repo.store, system_id)
     if snapshots is None:
         try:
             snapshots = repo.list_snapshots()
         except NotFound:
             snapshots = []
     recorded = [int(b.source.get("timeline") or 1) for b in backups_of(snapshots, system_id)]
-    recorded += claimed_timelines(repo, system_id)
-    archived = sorted({w.timeline for w in files})
+    recorded += archive.claims
+    archived = sorted({w.timeline for w in archive.files})
     if recorded:
         lineage = lineage_of(repo, system_id, max(recorded))
     else:

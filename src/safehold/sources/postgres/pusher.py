@@ -20,9 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from safehold.repo.repository import Repository
+from safehold.sources.postgres.lineage import claim_timeline
 from safehold.sources.postgres.spool import ERROR, HEARTBEAT, OK
 from safehold.sources.postgres.walarchive import push_wal
-from safehold.sources.postgres.walnames import read_system_id
+from safehold.sources.postgres.walnames import parse_wal_name, read_system_id
 
 __all__ = ["WalPusher"]
 
@@ -33,8 +34,11 @@ HEARTBEAT_EVERY = 1.0
 
 
 class WalPusher:
-    def __init__(self, repo: Repository, pgdata: str, spool: str, workers: int = 2) -> None:
+    def __init__(
+        self, repo: Repository, pgdata: str, spool: str, workers: int = 2, primary: bool = False
+    ) -> None:
         self.repo = repo
+        self.primary = primary  # a .history it archives claims that timeline (lineage.py)
         self.pgdata = pgdata
         self.spool = spool
         self.system_id = read_system_id(pgdata)
@@ -87,6 +91,9 @@ class WalPusher:
             with open(os.path.join(self.pgdata, "pg_wal", name), "rb") as f:
                 data = f.read()
             push_wal(self.repo, self.system_id, name, data)
+            parsed = parse_wal_name(name)
+            if self.primary and parsed is not None and parsed.kind == "history":
+                claim_timeline(self.repo, self.system_id, parsed.timeline)
         except Exception as exc:  # reported to the archive_command, retried later
             self._failed_at[name] = time.monotonic()
             log.warning("cannot archive %s: %s", name, exc)

@@ -33,13 +33,14 @@ from safehold.sources.postgres.catalog import (
 )
 from safehold.sources.postgres.lineage import (
     Lineage,
+    WalArchive,
     lineage_of,
     lineage_segments,
     production_lineage,
+    read_archive,
 )
 from safehold.sources.postgres.physical import PostgresError
 from safehold.sources.postgres.status import pg_bin_dir
-from safehold.sources.postgres.walarchive import list_wal
 from safehold.sources.postgres.waldump import Commit, segment_commits
 from safehold.sources.postgres.walnames import WalName, format_lsn, parse_lsn
 
@@ -89,8 +90,8 @@ def plan_recovery(
     """
     snapshots = repo.list_snapshots()
     system_id = _system_id(backups_of(snapshots, system_id), snapshot_ref, system_id)
-    files = list(list_wal(repo.store, system_id))
-    setting, lineage = _lineage(repo, system_id, snapshots, files, timeline, target, snapshot_ref)
+    archive = read_archive(repo.store, system_id)
+    setting, lineage = _lineage(repo, system_id, snapshots, archive, timeline, target, snapshot_ref)
     backups = backups_of(snapshots, system_id)
     if snapshot_ref is not None:
         snap = find_snapshot(backups, snapshot_ref)
@@ -104,8 +105,8 @@ def plan_recovery(
         snap = choose_backup([b for b in backups if lineage.holds(b)], target, None, system_id)
     plan = RecoveryPlan(snap, lineage, setting, target, target, inclusive)
     if target.time is not None:
-        _end_of_archive(repo, plan, files)
-    production = production_lineage(repo, system_id, snapshots, files)
+        _end_of_archive(repo, plan, archive.files)
+    production = production_lineage(repo, system_id, snapshots, archive)
     if production.steps != lineage.steps:
         plan.note = " ".join(
             filter(
@@ -140,17 +141,17 @@ def _lineage(
     repo: Repository,
     system_id: str,
     snapshots: list[Snapshot],
-    files: list[WalName],
+    archive: WalArchive,
     timeline: str | None,
     target: RecoveryTarget,
     snapshot_ref: str | None,
 ) -> tuple[str, Lineage]:
     """(recovery_target_timeline, the lineage it means)."""
     if timeline in (None, "", "production"):
-        lineage = production_lineage(repo, system_id, snapshots, files)
+        lineage = production_lineage(repo, system_id, snapshots, archive)
         return str(lineage.timeline), lineage
     if timeline == "latest":
-        highest = max((w.timeline for w in files), default=1)
+        highest = max((w.timeline for w in archive.files), default=1)
         return "latest", lineage_of(repo, system_id, highest)
     if timeline == "current":
         snap = choose_backup(backups_of(snapshots, system_id), target, snapshot_ref, system_id)
@@ -224,7 +225,7 @@ def check_reached(
     start = parse_lsn(reached_lsn)
     seg_size = segment_size_of(plan.snapshot)
     segments = lineage_segments(
-        plan.lineage, list(list_wal(repo.store, plan.lineage.system_id)), seg_size
+        plan.lineage, read_archive(repo.store, plan.lineage.system_id).files, seg_size
     )
     first = start // seg_size
     for n in range(first, first + LOOKBACK_SEGMENTS):

@@ -21,8 +21,13 @@ from safehold.errors import SafeholdError
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, parse_time
 from safehold.sources.postgres.catalog import backups_of, segment_size_of, start_segno
-from safehold.sources.postgres.lineage import Lineage, lineage_segments, production_lineage
-from safehold.sources.postgres.walarchive import fetch_wal, list_system_ids, list_wal
+from safehold.sources.postgres.lineage import (
+    Lineage,
+    lineage_segments,
+    production_lineage,
+    read_archive,
+)
+from safehold.sources.postgres.walarchive import fetch_wal, list_system_ids
 from safehold.sources.postgres.waldump import segment_commits
 from safehold.sources.postgres.walnames import DEFAULT_SEGMENT_SIZE, WalName, segment_name
 
@@ -44,6 +49,7 @@ class ClusterStatus:
     lineage: list[int] = field(default_factory=list)
     lineage_recorded: bool = False
     other_timelines: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     gaps: list[dict[str, Any]] = field(default_factory=list)
     windows: list[dict[str, Any]] = field(default_factory=list)
     newest_wal_time: str | None = None
@@ -90,9 +96,9 @@ def wal_gaps_after(
     """
     seg_size = segment_size_of(snap)
     system_id = snap.source["system_id"]
-    files = list(list_wal(repo.store, system_id))
-    lineage = lineage or production_lineage(repo, system_id, files=files)
-    by_segno = lineage_segments(lineage, files, seg_size)
+    archive = read_archive(repo.store, system_id)
+    lineage = lineage or production_lineage(repo, system_id, archive=archive)
+    by_segno = lineage_segments(lineage, archive.files, seg_size)
     first = start_segno(snap)
     if verify:
         _drop_unreadable(
@@ -158,8 +164,9 @@ def cluster_status(
     backups = backups_of(snapshots, system_id)
     seg_size = segment_size_of(backups[-1]) if backups else DEFAULT_SEGMENT_SIZE
     pg_bin = pg_bin_dir(int(backups[-1].source.get("version", 0)) if backups else None)
-    files = list(list_wal(repo.store, system_id))
-    lineage = production_lineage(repo, system_id, snapshots, files)
+    archive = read_archive(repo.store, system_id)
+    files = archive.files
+    lineage = production_lineage(repo, system_id, snapshots, archive)
     by_segno = lineage_segments(lineage, files, seg_size)
     status = ClusterStatus(system_id, wal_files=len(files))
     status.timelines = sorted({w.timeline for w in files})
@@ -167,6 +174,13 @@ def cluster_status(
     status.lineage = lineage.timelines
     status.lineage_recorded = lineage.claimed
     status.other_timelines = list(lineage.others)
+    status.warnings = [
+        f"timeline {t} is archived but not recorded as production's (no base backup on it, "
+        f"no `wal-push --primary` claim): restores and status do not follow it; if the "
+        f"cluster now runs on it, take a base backup; to restore it, `--timeline {t}`"
+        for t in lineage.others
+        if t > lineage.timeline
+    ]
     if verify:
         status.corrupt = _drop_unreadable(repo, system_id, dict(by_segno), by_segno)
     for b in backups:
