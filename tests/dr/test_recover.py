@@ -17,6 +17,7 @@ from safehold.dr.jobs import job_commands
 from safehold.dr.load import PolicyError, load_policy, parse_policy
 from safehold.dr.schedule import JobId, scheduled_jobs
 from tests.dr.test_plan_cmd import _parse
+from tests.servers import run_seaweedfs
 from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo, write_password
 
 BASE = """\
@@ -99,7 +100,12 @@ def test_plan_shows_the_recovery_table_and_the_cut_job_parses(tmp_path: Path) ->
 # -- a service of files and SQLite ------------------------------------------------------
 
 
-def _service(tmp_path: Path, checks: str = "") -> tuple[Path, Path]:
+def _service(
+    tmp_path: Path, checks: str = "", location: str | None = None, env: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """Live files and a SQLite database, a policy, each source backed up once; the
+    repository in ``location`` (default: a directory) reached with ``env``, and with
+    a local replica (replicated after the backups)."""
     live = tmp_path / "live"
     (live / "files" / "sub").mkdir(parents=True)
     for i in range(20):
@@ -108,14 +114,17 @@ def _service(tmp_path: Path, checks: str = "") -> tuple[Path, Path]:
         db.execute("CREATE TABLE t (x)")
         db.execute("INSERT INTO t VALUES (42)")
     password = write_password(tmp_path / "pw")
-    init_repo(str(tmp_path / "repo"), password)
+    location = location or str(tmp_path / "repo")
+    init_repo(location, password, clean_env(**(env or {})))
     config = tmp_path / "safehold.toml"
     config.write_text(
         textwrap.dedent(
             f"""\
             [repositories.main]
-            location = "{tmp_path / "repo"}"
+            location = "{location}"
             password_file = "{password}"
+            [[repositories.main.replicas]]
+            location = "{tmp_path / "replica"}"
             [services.app]
             [[services.app.sources]]
             name = "files"
@@ -131,29 +140,33 @@ def _service(tmp_path: Path, checks: str = "") -> tuple[Path, Path]:
         )
         + checks
     )
-    _backup(config)
+    _backup(config, env)
     return config, live
 
 
-def _backup(config: Path) -> None:
-    """Each source's backup, by the command the daemon runs for it."""
+def _backup(config: Path, env: dict[str, str] | None = None) -> None:
+    """Each source's backup, then the replication, by the commands the daemon runs."""
     policy = load_policy(config)
-    for source in ("files", "meta"):
-        for command in job_commands(policy, JobId("backup", f"app/{source}", "backup")):
+    jobs = [JobId("backup", f"app/{source}", "backup") for source in ("files", "meta")]
+    jobs.append(JobId("replicate", "main", policy.repositories["main"].replicas[0].location))
+    for job in jobs:
+        for command in job_commands(policy, job):
             subprocess.run(
                 [*SAFEHOLD, *command.argv],
                 check=True,
                 capture_output=True,
-                env=clean_env(**command.env),
+                env=clean_env(**(env or {}), **command.env),
             )
 
 
-def _recover(config: Path, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+def _recover(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, list[dict[str, Any]], str]:
     proc = subprocess.run(
         [*SAFEHOLD, "--json", "recover", "app", "-c", config, *args],
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env=clean_env(**(env or {})),
         timeout=300,
     )
     return proc.returncode, [json.loads(x) for x in proc.stdout.splitlines()], proc.stderr
@@ -238,3 +251,19 @@ def test_an_unfinished_recovery_to_another_moment_is_refused_until_force(tmp_pat
     assert code == 0, err
     assert not (target / "old.txt").exists()
     assert (target / "sub" / "3.txt").exists()
+
+
+def test_region_loss_recovers_from_the_replica_and_says_so(tmp_path: Path) -> None:
+    with run_seaweedfs(tmp_path / "region-1") as s3:
+        env = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+        config, live = _service(tmp_path, location=s3.location("primary", "app"), env=env)
+    # the primary region's store is gone (stopped); the replica is a disk of this host
+    root = tmp_path / "sandbox"
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root), env=env)
+    assert code == 0, err
+    summary = docs[-1]
+    assert summary["location"] == str(tmp_path / "replica")
+    assert summary["copy_note"].startswith("the repository cannot be read (s3://primary/app")
+    assert summary["copy_note"].endswith(f"reading its replica {tmp_path / 'replica'}")
+    restored = root / str(live / "files" / "sub" / "19.txt").lstrip("/")
+    assert restored.read_text() == "file 19\n" * 100
