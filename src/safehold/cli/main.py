@@ -37,6 +37,7 @@ COMMAND_MODULES = {
     "tag": "tag_cmd",
     "cat": "cat_cmd",
     "rewrite": "rewrite_cmd",
+    "mount": "mount_cmd",
     "init": "repo_cmd",
     "key": "repo_cmd",
     "restore": "restore_cmd",
