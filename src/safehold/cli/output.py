@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["BarProgress", "ErrorPrinter", "count", "err", "out", "print_json"]
+    from safehold.sources.setup_check import Finding
+
+__all__ = ["BarProgress", "ErrorPrinter", "count", "err", "out", "print_checks", "print_json"]
 
 _PLURALS = {"entry": "entries"}
 
@@ -37,6 +39,28 @@ def err() -> Console:
 def print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, default=str) + "\n")
     sys.stdout.flush()
+
+
+def print_checks(command: str, findings: list[Finding], as_json: bool) -> bool:
+    """`pg check`, `mysql check`: one line per check (JSON: one document); True if all ok."""
+    ok = all(f.ok for f in findings)
+    if as_json:
+        print_json(
+            {
+                "message_type": command.replace(" ", "_"),
+                "ok": ok,
+                "checks": [f.to_dict() for f in findings],
+            }
+        )
+        return ok
+    for f in findings:
+        sys.stdout.write(f"{'ok  ' if f.ok else 'FAIL'}  {f.name}: {f.message}\n")
+    failed = sum(not f.ok for f in findings)
+    sys.stdout.write(
+        f"{command}: {'all checks passed' if ok else count(failed, 'check') + ' failed'}\n"
+    )
+    sys.stdout.flush()
+    return ok
 
 
 def count(n: int, noun: str) -> str:

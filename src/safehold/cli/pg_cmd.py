@@ -561,3 +561,7 @@ def status(
             out().print(
                 f"  RPO exposure now: {c.rpo_exposure_seconds:.0f}s (newest WAL {c.newest_wal_time})"
             )
+
+
+# registers `pg check` on pg_app (its own module: cli/pg_check_cmd.py)
+from safehold.cli import pg_check_cmd  # noqa: E402, F401
