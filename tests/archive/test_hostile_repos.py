@@ -9,10 +9,13 @@ command must end with one clear line per problem, and restore everything restora
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,7 @@ from tests.archive.hostile import (
     tree_of,
     zstd_frame,
 )
+from tests.conftest import PASSWORD, SAFEHOLD
 
 GOOD = b"good content\n"
 
@@ -377,3 +381,87 @@ def test_a_pack_trailer_of_another_version_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "target" / "v2.bin").exists()
     checked = run(repo, "check", "--read-data")
     assert checked.code == 1 and "unsupported pack version 2" in checked.err
+
+
+# ---- names meant for a terminal -----------------------------------------------------------
+
+EVIL = b"title\x1b]0;owned\x07"
+FORGED = b"x\n/etc/shadow"
+
+
+@pytest.fixture(scope="module")
+def evil_names(tmp_path_factory: pytest.TempPathFactory) -> Repository:
+    repo = hostile_repo(tmp_path_factory.mktemp("names") / "repo")
+    nodes = [Node(name=n, type="fifo", mode=0o644) for n in (EVIL, FORGED, b"caf\xe9")]
+    save_snapshot(repo, tree_of(repo, nodes))
+    return repo
+
+
+def on_terminal(repo: Repository, *args: str) -> bytes:
+    """What ``safehold ARGS`` writes to a terminal (a pseudo-terminal here)."""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
+    env |= {"SAFEHOLD_REPOSITORY": repo.store.location, "SAFEHOLD_PASSWORD": PASSWORD.decode()}
+    proc = subprocess.run(
+        [*SAFEHOLD, *args], stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60
+    )
+    os.close(follower)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the terminal's writer is gone
+        while chunk := os.read(leader, 65536):
+            chunks.append(chunk)
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr
+    return b"".join(chunks)
+
+
+def test_ls_quotes_control_characters_on_a_terminal(evil_names: Repository) -> None:
+    for args in (["ls", "latest"], ["ls", "--long", "latest"]):
+        shown = on_terminal(evil_names, *args)
+        assert b"\x1b]" not in shown and b"\x07" not in shown
+        assert b"/title\\x1b]0;owned\\x07" in shown
+        assert b"/x\\n/etc/shadow" in shown and b"/caf\\xe9" in shown
+        assert len(shown.splitlines()) == 3
+    exact = run(evil_names, "--json", "ls", "latest")
+    paths = {os.fsencode(json.loads(line)["path"]) for line in exact.out.splitlines()}
+    assert paths == {b"/" + EVIL, b"/" + FORGED, b"/caf\xe9"}
+
+
+# ---- devices and setuid bits from another host ---------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes and setuid-root need root")
+def test_no_special_leaves_out_devices_and_setuid_bits(tmp_path: Path) -> None:
+    repo = hostile_repo(tmp_path / "repo")
+    nodes = [
+        file_node(repo, b"su", b"#!/bin/sh\n", mode=0o6755),
+        Node(name=b"mem", type="chardev", mode=0o666, rdev=os.makedev(1, 1)),
+        file_node(repo, b"plain", GOOD),
+    ]
+    save_snapshot(repo, tree_of(repo, nodes))
+    as_recorded = run(repo, "restore", "latest", "--target", tmp_path / "all")
+    assert as_recorded.code == 0, as_recorded.err
+    assert stat.S_IMODE(os.stat(tmp_path / "all" / "su").st_mode) == 0o6755
+    assert stat.S_ISCHR(os.lstat(tmp_path / "all" / "mem").st_mode)
+    careful = run(repo, "restore", "latest", "--no-special", "--target", tmp_path / "careful")
+    assert careful.code == 0, careful.err
+    assert stat.S_IMODE(os.stat(tmp_path / "careful" / "su").st_mode) == 0o755
+    assert not (tmp_path / "careful" / "mem").exists()
+    assert (tmp_path / "careful" / "plain").read_bytes() == GOOD
+
+
+# ---- directories whose tree is lost --------------------------------------------------------
+
+
+def test_a_directory_whose_tree_is_lost_is_reported_with_its_path(tmp_path: Path) -> None:
+    repo = hostile_repo(tmp_path / "repo")
+    lost = Node(name=b"lost-dir", type="dir", mode=0o755, subtree=os.urandom(32).hex())
+    save_snapshot(repo, tree_of(repo, [lost, file_node(repo, b"plain", GOOD)]))
+    ran = run(repo, "restore", "latest", "--target", tmp_path / "target")
+    assert ran.code == 1 and error_lines(ran.err) == [
+        line for line in ran.lines if "/lost-dir: " in line and "not in the index" in line
+    ]
+    assert (tmp_path / "target" / "plain").read_bytes() == GOOD
+    checked = run(repo, "--json", "check")
+    (problem,) = json.loads(checked.out)["errors"]
+    assert problem["paths"] == ["/lost-dir"]

@@ -6,6 +6,9 @@ files of a few hundred KiB span many chunks and packs.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import random
 import shutil
@@ -14,12 +17,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from safehold.archive.browse import dump_file, find_node, size_stats, walk_path
+from safehold.archive.restore import RestoreOptions, Restorer
+from safehold.archive.tree import Node, node_doc
+from safehold.errors import SafeholdError
+from safehold.ops.check import DataSubset, check
+from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository
+from safehold.repo.snapshot import Snapshot
 from safehold.storage import LocalStore
 from tests.archive.helpers import (
     assert_same_tree,
@@ -200,3 +210,128 @@ def test_small_edit_to_a_big_file_adds_about_the_edit(
         restored = base / "target"
         restore(repo, second.snapshot.tree, restored)
         assert (inside(restored, src) / "big.bin").read_bytes() == edited
+
+
+# ---- damaged documents ---------------------------------------------------------------------
+# Whoever shares the password can write any tree, snapshot or index document. Whatever
+# they write, every command ends in safehold's own errors (one clear line), never another
+# exception: restore, ls, find, dump, stats and check run here on random damage.
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["", "..", "/", "a/b", "x" * 64, "ab" * 32, "AB" * 32, "data", "tree"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+NODE_FIELDS = ["name", "name_b64", "type", "mode", "uid", "gid", "user", "group", "mtime_ns"]
+NODE_FIELDS += [
+    "inode",
+    "device",
+    "links",
+    "size",
+    "content",
+    "subtree",
+    "target",
+    "rdev",
+    "xattrs",
+]
+OTHER_FIELDS = ["tree", "paths", "time", "packs", "id", "offset", "length", "raw_length", "blobs"]
+damages = st.lists(
+    st.tuples(
+        st.sampled_from([*NODE_FIELDS, *OTHER_FIELDS]), st.one_of(st.just(None), json_values)
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def damaged(doc: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``doc`` with some fields replaced by random JSON (None: the field removed)."""
+    out = dict(doc)
+    for key, value in changes:
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def commands_on(repo: Repository, target: Path) -> None:
+    """Every reading command, as the CLI runs it; only safehold's errors may come out."""
+    again = Repository.open(repo.store, PASSWORD)
+    again.load_index()
+    for snapshot in again.list_snapshots():
+        for command in (restore_all, ls_all, dump_one, stats_of):
+            with contextlib.suppress(SafeholdError):
+                command(again, snapshot, target)
+    check(again, DataSubset())
+
+
+def restore_all(repo: Repository, snapshot: Snapshot, target: Path) -> None:
+    Restorer(repo, RestoreOptions(workers=2)).restore(
+        snapshot.tree, str(target / snapshot.id), snapshot
+    )
+
+
+def ls_all(repo: Repository, snapshot: Snapshot, _: Path) -> None:
+    list(walk_path(repo, snapshot, "/"))
+
+
+def dump_one(repo: Repository, snapshot: Snapshot, _: Path) -> None:
+    node = find_node(repo, snapshot, "/dir/file")
+    assert node is not None
+    dump_file(repo, node, io.BytesIO())
+
+
+def stats_of(repo: Repository, snapshot: Snapshot, _: Path) -> None:
+    size_stats(repo, [snapshot])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tree_damage=damages,
+    snapshot_damage=damages,
+    index_damage=damages,
+    whole=st.one_of(st.none(), json_values),
+)
+def test_damaged_documents_end_in_safeholds_own_errors(
+    tree_damage: list[tuple[str, Any]],
+    snapshot_damage: list[tuple[str, Any]],
+    index_damage: list[tuple[str, Any]],
+    whole: Any,
+) -> None:
+    with workspace() as (base, repo):
+        data = b"file content\n"
+        with repo.writer() as writer:
+            blob, _ = writer.save(BlobType.DATA, data)
+            file = Node(name=b"file", type="file", mode=0o644, size=len(data), content=[blob])
+            good = node_doc(file)
+            bad = damaged(good, tree_damage)
+            text = {"nodes": [good, bad]} if whole is None else whole
+            raw = json.dumps(text, separators=(",", ":")).encode()
+            sub, _ = writer.save(BlobType.TREE, raw)
+            top = Node(name=b"dir", type="dir", mode=0o755, subtree=sub.hex())
+            root, _ = writer.save(
+                BlobType.TREE,
+                json.dumps({"nodes": [damaged(node_doc(top), tree_damage[:1])]}).encode(),
+            )
+        snapshot = Snapshot(
+            time="2026-01-01T00:00:00Z", tree=root.hex(), paths=["/dir"], hostname="h"
+        )
+        repo.save_snapshot(snapshot)
+        repo.save_document(
+            "snapshots",
+            json.dumps(damaged(json.loads(snapshot.to_bytes()), snapshot_damage)).encode(),
+        )
+        loc = repo.locate(blob)
+        entry = {"id": blob.hex(), "type": "data", "offset": loc.offset, "length": loc.length}
+        entry["raw_length"] = loc.raw_length
+        pack = damaged({"id": loc.pack, "blobs": [damaged(entry, index_damage)]}, index_damage[1:])
+        repo.save_document("index", json.dumps({"packs": [pack]}).encode())
+        commands_on(repo, base / "target")

@@ -78,8 +78,19 @@ def _put_bytes(doc: dict[str, Any], key: str, value: bytes) -> None:
 
 def _get_bytes(doc: dict[str, Any], key: str) -> bytes:
     if f"{key}_b64" in doc:
-        return base64.b64decode(doc[f"{key}_b64"])
-    return str(doc.get(key, "")).encode("utf-8", "surrogateescape")
+        return base64.b64decode(doc[f"{key}_b64"], validate=True)
+    value = doc.get(key, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not text")
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _is_id(value: object) -> bool:
+    """A blob or tree id as the format writes it: 64 lowercase hex digits."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+_ID = re.compile("[0-9a-f]{64}")
 
 
 def node_doc(node: Node) -> dict[str, Any]:
@@ -283,7 +294,7 @@ def _decode_node(d: dict[str, Any]) -> Node:
     if node_type not in NODE_TYPES:
         raise ValueError(f"unknown node type {node_type!r}")
     subtree = d.get("subtree")
-    if subtree is not None and not isinstance(subtree, str):
+    if subtree is not None and not _is_id(subtree):
         raise ValueError("subtree is not a tree id")
     xattrs = d.get("xattrs", {})
     if not isinstance(xattrs, dict) or not all(
@@ -291,16 +302,19 @@ def _decode_node(d: dict[str, Any]) -> Node:
     ):
         raise ValueError("malformed xattrs")
     content = d.get("content", [])
-    if not isinstance(content, list):
-        raise ValueError("content is not a list")
+    if not isinstance(content, list) or not all(_is_id(c) for c in content):
+        raise ValueError("content is not a list of blob ids")
+    user, group = d.get("user", ""), d.get("group", "")
+    if not isinstance(user, str) or not isinstance(group, str):
+        raise ValueError("user or group is not text")
     return Node(
         name=_get_bytes(d, "name"),
         type=node_type,
         mode=_int(d, "mode", 0, 0, 0o7777),
         uid=_int(d, "uid", 0, 0, _U32),
         gid=_int(d, "gid", 0, 0, _U32),
-        user=str(d.get("user", "")),
-        group=str(d.get("group", "")),
+        user=user,
+        group=group,
         mtime_ns=_int(d, "mtime_ns", 0, -_I64 - 1, _I64),
         ctime_ns=_int(d, "ctime_ns", 0, -_I64 - 1, _I64),
         inode=_int(d, "inode", 0, 0, _U64),

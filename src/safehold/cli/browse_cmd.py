@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat as statmod
 import sys
 from contextlib import ExitStack
@@ -41,12 +42,39 @@ def _mode_text(node: Node) -> str:
     return kind + statmod.filemode(node.mode)[1:]
 
 
-def long_line(path: bytes, node: Node) -> str:
+def long_line(path: bytes, node: Node, terminal: bool = False) -> str:
     """An entry as ``ls --long`` shows it: mode, owner, group, size, time, path."""
+    owner, group = str(node.user or node.uid), str(node.group or node.gid)
+    if terminal:
+        owner, group = quoted(owner.encode(errors="surrogateescape")), quoted(group.encode())
     return (
-        f"{_mode_text(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
-        f"{node.size:>12} {node_time(node.mtime_ns)[:19]} {os.fsdecode(path)}"
+        f"{_mode_text(node)} {owner:>8} {group:>8} "
+        f"{node.size:>12} {node_time(node.mtime_ns)[:19]} {shown(path, terminal)}"
     )
+
+
+def shown(path: bytes, terminal: bool) -> str:
+    """A path as printed: exact into a pipe, quoted on a terminal (``quoted``)."""
+    return quoted(path) if terminal else os.fsdecode(path)
+
+
+def quoted(name: bytes) -> str:
+    """A name safe to show on a terminal, as ``ls`` and restic do: control characters
+    (escape sequences, a newline that would forge a line), bytes that are not UTF-8 and
+    backslashes appear as backslash escapes; the name's other characters as they are."""
+    return _QUOTED.sub(_escape, name.decode("utf-8", "surrogateescape"))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"  # a surrogate: a raw byte
+
+
+_QUOTED = re.compile("[\x00-\x1f\x7f-\x9f\\\\\udc80-\udcff]")
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 @app.command()
@@ -67,9 +95,9 @@ def ls(
         if s.json:
             print_json(entry_doc(entry_path, node))
         elif long:
-            out().print(long_line(entry_path, node), markup=False)
+            out().print(long_line(entry_path, node, out().is_terminal), markup=False)
         else:
-            out().print(os.fsdecode(entry_path), markup=False)
+            out().print(shown(entry_path, out().is_terminal), markup=False)
 
 
 @app.command()
