@@ -82,6 +82,15 @@ def test_a_side_copy_does_not_archive_and_its_timeline_is_never_followed(pg_env:
     assert result["reached_time"] == target_time.isoformat()
     restored.stop()
 
+    # the copy's branch only on purpose, and with a warning (it lacks the copy's first
+    # segment, written before archiving was switched on: recovery makes what it can of it)
+    branch, proc = pg_env.restore(
+        "lineage_branch", "--to-time", target_time.isoformat(), "--timeline", "latest"
+    )
+    result = json.loads(proc.stdout)
+    assert result["lineage"] == [1, 2] and "WARNING" in result["note"]
+    branch.stop()
+
     [status] = pg_env.json("pg", "status")
     assert status["production_timeline"] == 1 and status["other_timelines"] == [2]
     assert "timeline 2 is archived but not recorded as production's" in status["warnings"][0]

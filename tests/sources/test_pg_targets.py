@@ -13,6 +13,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from safehold.repo.repository import Repository
+from safehold.sources.postgres.catalog import RecoveryTarget
+from safehold.sources.postgres.recovery_plan import RestoreShort, check_reached, plan_recovery
+from safehold.storage import LocalStore
+from tests.conftest import PASSWORD
 from tests.sources.pg_fixtures import PgEnv
 from tests.sources.pg_server import PgCluster, free_port
 
@@ -48,6 +55,16 @@ def test_the_newest_recovery_point_shown_restores_exactly(pg_env: PgEnv) -> None
             result = json.loads(proc.stdout)
             assert result["reached_time"] == shown and result["note"]
         restored.stop()
+
+    # a recovery that ended before the target (here: claimed to have replayed nothing
+    # after the backup) fails loudly, naming the first commit it missed
+    repo = Repository.open(LocalStore(pg_env.repo), PASSWORD)
+    plan = plan_recovery(repo, RecoveryTarget(time=shown), system_id=status["system_id"])
+    start = plan.snapshot.source["stop_lsn"]
+    with pytest.raises(RestoreShort, match="stopped short of the target") as short:
+        check_reached(repo, plan, None, start)
+    assert str(rows[0][1].isoformat()) in str(short.value)  # the first row missed is named
+    check_reached(repo, plan, shown, result["reached_lsn"])  # what the restore reached: exact
     primary.stop()
 
 
