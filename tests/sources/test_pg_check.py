@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from safehold.sources.postgres.check import ArchiveSettings, _pg_waldump
 from tests.sources.pg_fixtures import PgEnv
 from tests.sources.pg_server import PgCluster, runuser
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(900)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pg_check(env: PgEnv, cluster: PgCluster, *args: str, as_root: bool = False) -> Any:
@@ -25,8 +27,6 @@ def pg_check(env: PgEnv, cluster: PgCluster, *args: str, as_root: bool = False) 
     argv += ["--port", str(cluster.port), "--user", "postgres", "--timeout", "20s"]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
     if as_root:
-        import subprocess
-
         proc = subprocess.run(list(map(str, argv)), capture_output=True, env=clean)
     else:
         proc = runuser(*argv, check=False, env=clean)
@@ -112,6 +112,27 @@ def test_pg_check_healthy_then_each_broken_setting(pg_env: PgEnv, tmp_path: Path
         env, cluster, "--repo", str(root_repo), "--password-file", str(env.password_file)
     )
     assert "readable and writable by postgres" in failed(checks)["repository"], checks
+
+
+def test_installed_safehold_archives_as_postgres(pg_env: PgEnv) -> None:
+    """The production install (scripts/install.sh: a venv of the system Python, linked into
+    a bin directory) is what archive_command runs as postgres, and pg check passes with it.
+    About a minute: pip installs safehold and its dependencies into the new venv."""
+    prefix, bindir = pg_env.base / "opt-safehold", pg_env.base / "bin"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install.sh"), str(prefix), str(bindir)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checked: postgres runs" in proc.stdout
+    installed = bindir / "safehold"
+    args = " ".join(pg_env.safehold_args)
+    cluster = pg_env.cluster("installed", f"{installed} {args} --quiet pg wal-push %p")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
+    check = runuser(installed, "pg", "check", "-H", pg_env.base, "-P", str(cluster.port), env=clean)
+    assert check.stdout.decode().endswith("pg check: all checks passed\n"), check.stdout
 
 
 def test_pg_check_archive_mode_off(pg_env: PgEnv) -> None:
