@@ -9,6 +9,7 @@ import typer
 from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
 from safehold.cli.policy_file import ConfigOpt, load_config
+from safehold.dr.jobs import require_service
 
 __all__ = ["cut", "cuts"]
 
@@ -27,12 +28,7 @@ def cut(
 
     s = settings(ctx)
     _path, policy = load_config(config)
-    if service not in policy.services:
-        from safehold.errors import InvalidArgument
-
-        raise InvalidArgument(
-            f"unknown service {service!r} (the policy defines: {', '.join(policy.services)})"
-        )
+    require_service(policy, service)
     from safehold.repo.lock import acquire
 
     repo = open_policy_repository(policy.repositories[policy.repository_of(service)])
@@ -64,12 +60,7 @@ def cuts(
     names = [service] if service else list(policy.services)
     found = []
     for name in names:
-        if name not in policy.services:
-            from safehold.errors import InvalidArgument
-
-            raise InvalidArgument(
-                f"unknown service {name!r} (the policy defines: {', '.join(policy.services)})"
-            )
+        require_service(policy, name)
         repo = open_policy_repository(policy.repositories[policy.repository_of(name)])
         found += list_cuts(repo, name)
     if s.json:

@@ -59,6 +59,7 @@ COMMAND_MODULES = {
     "recover": "recover_cmd",
     "cuts": "cuts_cmd",
     "cut": "cuts_cmd",
+    "runbook": "runbook_cmd",
     "serve": "serve_cmd",
 }
 GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock", "--connections"}

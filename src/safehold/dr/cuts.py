@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from safehold.dr.jobs import job_commands, service_tag, source_tag
+from safehold.dr.jobs import job_commands, require_service, service_tag, source_tag
 from safehold.dr.policy import Policy
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import JobId
@@ -56,8 +56,7 @@ def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]
     other source at once, then the mark: the skew is the mark against the earliest moment
     any of that data was read.
     """
-    if service not in policy.services:
-        raise InvalidArgument(f"unknown service {service!r}")
+    require_service(policy, service)
     sources = policy.services[service].sources
     databases = [s for s in sources if _is_log_database(s)]
     if not databases:

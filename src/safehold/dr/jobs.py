@@ -27,6 +27,7 @@ __all__ = [
     "log_replication_argv",
     "log_replication_jobs",
     "replica_after_backup",
+    "require_service",
     "service_tag",
     "source_tag",
 ]
@@ -47,6 +48,15 @@ class JobCommand:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     repository: str = ""  # the policy's name of the repository it works on
+
+
+def require_service(policy: Policy, service: str) -> None:
+    """Fail with one line naming the services there are when ``service`` is not one."""
+    if service not in policy.services:
+        from safehold.errors import InvalidArgument
+
+        known = ", ".join(policy.services)
+        raise InvalidArgument(f"unknown service {service!r} (the policy defines: {known})")
 
 
 def find_source(policy: Policy, target: str) -> tuple[str, Source]:

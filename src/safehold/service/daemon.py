@@ -200,6 +200,7 @@ class Daemon:
         self._start_archivers(history)
         status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
         status_thread.start()
+        threading.Thread(target=self._publish_runbooks, name="runbook", daemon=True).start()
         log.info(
             "daemon started: %d scheduled jobs, %d archivers, state in %s",
             len(self.scheduler.specs),
@@ -456,6 +457,20 @@ class Daemon:
                 observer(run)
             except Exception:
                 log.exception("job observer failed")
+
+    def _publish_runbooks(self) -> None:
+        """Each service's runbook into the state directory and its repository, where the
+        recovery procedure is found when this host is gone (dr/runbook.py)."""
+        from safehold.dr.runbook import publish_runbooks
+        from safehold.dr.status import open_policy_repository
+
+        try:
+            for done in publish_runbooks(
+                self.policy, self.config_path, str(self.state_dir), open_policy_repository
+            ):
+                log.info("%s", done)
+        except Exception as exc:  # the store may be down: the next start tries again
+            log.warning("could not store the runbooks: %s", exc)
 
     # -- status ---------------------------------------------------------------------------
 

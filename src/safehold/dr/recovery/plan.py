@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from safehold.dr.jobs import source_tag
+from safehold.dr.jobs import require_service, source_tag
 from safehold.dr.policy import Policy
 from safehold.dr.policy_recovery import HealthCheck, SourceTarget
 from safehold.dr.policy_sources import Source
-from safehold.errors import InvalidArgument, NoCopyReadable, RecoveryRefused, SafeholdError
+from safehold.errors import NoCopyReadable, RecoveryRefused, SafeholdError
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot, format_time, parse_time
 
@@ -253,9 +253,7 @@ def build_plan(
     cut: dict[str, Any] | None = None,
 ) -> RecoveryPlan:
     """Decide every source's snapshot, log target, path and port for ``moment``."""
-    if service not in policy.services:
-        known = ", ".join(policy.services)
-        raise InvalidArgument(f"unknown service {service!r} (the policy defines: {known})")
+    require_service(policy, service)
     svc = policy.services[service]
     unsupported = [s.name for s in svc.sources if s.kind == "mysql"]
     if unsupported:

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from safehold.dr.jobs import require_service
 from safehold.dr.policy import Policy
 from safehold.dr.recovery import sources as kinds
 from safehold.dr.recovery.plan import Moment, RecoveryPlan, build_plan, open_readable_copy
 from safehold.dr.recovery.report import Observer
 from safehold.dr.recovery.state import RecoveryState, default_state_path, plan_from_doc
 from safehold.dr.recovery.steps import Recovery, teardown
-from safehold.errors import InvalidArgument, RecoveryRefused
+from safehold.errors import RecoveryRefused
 from safehold.repo.repository import Repository
 
 __all__ = ["RecoveryRequest", "prepare"]
@@ -49,9 +50,7 @@ def prepare(
     """The recovery to run: the unfinished one of the state file when it is the same
     request, else a new plan (an unfinished different one is refused, or with ``force``
     discarded: its servers stopped and its partly written targets cleared)."""
-    if request.service not in policy.services:
-        known = ", ".join(policy.services)
-        raise InvalidArgument(f"unknown service {request.service!r} (the policy defines: {known})")
+    require_service(policy, request.service)
     open_copy = opener or _opener()
     root = os.path.abspath(request.target_root) if request.target_root else None
     state = RecoveryState(request.state_path or default_state_path(request.service, root))
