@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -41,6 +42,7 @@ class Site:
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     secrets: list[str] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # trusts the server's self-signed certificate
 
     def get(
         self, path: str, token: str | None = VIEWER_TOKEN, method: str = "GET", **headers: str
@@ -52,7 +54,7 @@ class Site:
         for name, value in headers.items():
             request.add_header(name.replace("_", "-"), value)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self.tls) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
@@ -123,6 +125,7 @@ class Site:
 
 def make_site(base: Path, rpo: str = "1h", extra_daemon: str = "") -> Site:
     """An initialised repository with a file tree, tokens in files, and the policy."""
+    base.mkdir(parents=True, exist_ok=True)
     password = write_password(base / "password")
     init_repo(str(base / "repo"), password)
     data = base / "data"

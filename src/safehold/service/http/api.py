@@ -31,7 +31,9 @@ router = APIRouter(tags=["safehold"])
 
 OptionalName = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 SnapshotPath = Annotated[str, Query(max_length=4096, pattern=r"^/")]
-Hours = Annotated[int, Query(ge=1, le=24 * 90, description="The chart's window in hours.")]
+Hours = Annotated[
+    int | None, Query(ge=1, le=24 * 90, description="The window in hours (default: up to 24).")
+]
 
 
 def _dashboard(request: Request) -> Dashboard:
@@ -65,7 +67,7 @@ def service(request: Request, service: str) -> JSONResponse:
     "/services/{service}/exposure",
     summary="The service's RPO exposure over time (one point per successful backup, then now).",
 )
-def service_exposure(request: Request, service: str, hours: Hours = 24) -> JSONResponse:
+def service_exposure(request: Request, service: str, hours: Hours = None) -> JSONResponse:
     require(request, "viewer")
     return JSONResponse(exposure_doc(exposure(_dashboard(request), service, hours), service))
 

@@ -11,6 +11,7 @@ history does not (a source with continuous archiving is drawn from its backups o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,6 +22,13 @@ __all__ = ["Chart", "ChartPoint", "exposure_chart"]
 WIDTH, HEIGHT = 760, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 30  # plot margins
 X_TICKS = 6
+MIN_MARGIN = timedelta(seconds=5)
+Y_STEPS = [
+    n * unit
+    for unit in (1, 60, 3600, 86400)
+    for n in (1, 2, 5, 10, 15, 30)
+    if n * unit <= 30 * 86400
+]  # seconds between y ticks: 1s ... 30d
 
 
 @dataclass(frozen=True)
@@ -91,22 +99,29 @@ def exposure_chart(
     now: datetime,
     now_exposure: float | None,
     window: timedelta,
+    fit: bool = False,
 ) -> Chart:
     """The chart of ``service`` (its sources: ``targets``) over ``window`` before ``now``.
-    Runs from one more window back give the recovery points the window starts with."""
+    Runs from one more window back give the recovery points the window starts with; with
+    ``fit``, a history that begins inside the window shortens it to that history."""
     start = now - window
     runs = (
         [] if history is None else history.successes_since("backup", f"{service}/", start - window)
     )
     runs = [r for r in runs if r.schedule != "logs"]
     corners, first = _samples(targets, runs, start, now)
+    if fit and first is None and corners:
+        # a history younger than the window: start a little before its first point
+        start = max(start, corners[0][0] - max((now - corners[0][0]) / 10, MIN_MARGIN))
+        corners, first = _samples(targets, runs, start, now)
     chart = Chart(start, now, rpo.total_seconds())
-    values = [e for _, e, _ in corners] + [chart.rpo * 1.25]
+    values = [e for _, e, _ in corners] + [chart.rpo * 1.2]
     if first is not None:
         values.append(first)
     if now_exposure is not None:
         values.append(now_exposure)
-    chart.y_max = max(values)
+    step = next((s for s in Y_STEPS if max(values) / s <= 5), Y_STEPS[-1])
+    chart.y_max = math.ceil(max(values) / step) * step
     span = (now - start).total_seconds()
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -132,5 +147,5 @@ def exposure_chart(
         (x(start + (now - start) * i / X_TICKS), start + (now - start) * i / X_TICKS)
         for i in range(X_TICKS + 1)
     ]
-    chart.y_ticks = [(y(chart.y_max * i / 4), chart.y_max * i / 4) for i in range(5)]
+    chart.y_ticks = [(y(v * step), v * step) for v in range(round(chart.y_max / step) + 1)]
     return chart

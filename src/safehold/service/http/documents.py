@@ -34,6 +34,7 @@ __all__ = [
     "service_snapshots",
 ]
 
+DEFAULT_HOURS = 24
 SHA256_LIMIT = 64 * 1024 * 1024  # files up to this size get a SHA-256 in their details
 
 
@@ -121,9 +122,10 @@ def jobs_doc(
     return dashboard.redactor.doc(jobs_document(runs))
 
 
-def exposure(dashboard: Dashboard, service: str, hours: int) -> Chart:
-    """The RPO exposure chart of ``service`` over the ``hours`` before the last status;
-    its last point is that status's exposure."""
+def exposure(dashboard: Dashboard, service: str, hours: int | None) -> Chart:
+    """The RPO exposure chart of ``service`` over the ``hours`` before the last status
+    (None: up to DEFAULT_HOURS, shorter when the history is); its last point is that
+    status's exposure."""
     dashboard.check_service(service)
     status = dashboard.status()
     now, now_exposure = datetime.now(UTC), None
@@ -138,7 +140,8 @@ def exposure(dashboard: Dashboard, service: str, hours: int) -> Chart:
         resolve_objectives(dashboard.policy, service)["rpo"].value,
         now,
         now_exposure,
-        timedelta(hours=hours),
+        timedelta(hours=hours or DEFAULT_HOURS),
+        fit=hours is None,
     )
 
 

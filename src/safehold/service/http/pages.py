@@ -38,7 +38,7 @@ MAX_FORM = 8192  # bytes of a posted form
 FAILED = ("failed", "interrupted")
 
 SnapshotPath = Annotated[str, Query(max_length=4096, pattern=r"^/")]
-Hours = Annotated[int, Query(ge=1, le=24 * 90)]
+Hours = Annotated[int | None, Query(ge=1, le=24 * 90)]
 
 
 def _dashboard(request: Request) -> Dashboard:
@@ -63,7 +63,7 @@ def overview(request: Request) -> Response:
 
 
 @router.get("/services/{service}", response_class=HTMLResponse)
-def service_page(request: Request, service: str, hours: Hours = 24) -> Response:
+def service_page(request: Request, service: str, hours: Hours = None) -> Response:
     who = require(request, "viewer")
     dashboard = _dashboard(request)
     doc = dashboard.service_doc(service)
@@ -80,7 +80,6 @@ def service_page(request: Request, service: str, hours: Hours = 24) -> Response:
         service=doc,
         name=service,
         chart=exposure(dashboard, service, hours),
-        hours=hours,
         replicas=replicas,
         can_backup=dashboard.request_backup is not None,
         backup_jobs=[str(job) for job in backup_jobs(dashboard.policy, service)],

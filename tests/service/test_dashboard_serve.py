@@ -1,0 +1,139 @@
+"""``safehold serve``: the dashboard without the daemon, over TLS; and the bindings that
+are refused at start, each with one line."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.service.dashboard_helpers import (
+    OPERATOR_TOKEN,
+    SAFEHOLD,
+    make_site,
+    start_serve,
+)
+from tests.service.test_dashboard_api import stable
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_serve_alone_over_tls_reads_but_does_not_act(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    site = make_site(
+        tmp_path / "site", extra_daemon=f'http_tls_cert = "{cert}"\nhttp_tls_key = "{key}"'
+    )
+    site.url = site.url.replace("http://", "https://")
+    site.tls = ssl.create_default_context(cafile=str(cert))
+    start_serve(site)
+    try:
+        site.wait_up()
+        api = site.json("/api/v1/status")
+        assert stable(api) == stable(site.cli_json("status"))
+        assert api["within_objectives"] is False  # nothing was ever backed up
+        status, _, body = site.get("/api/v1/services/app/backup", OPERATOR_TOKEN, "POST")
+        assert status == 409 and "needs the daemon" in json.loads(body)["error"]
+        status, _, body = site.get("/api/v1/jobs")
+        assert status == 400 and "has the daemon run?" in json.loads(body)["error"]
+        # the login cookie is Secure under TLS, HttpOnly and SameSite=Strict
+        import urllib.request
+
+        request = urllib.request.Request(
+            site.url + "/login", data=f"token={OPERATOR_TOKEN}".encode(), method="POST"
+        )
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object) -> None:
+                return None
+
+        opener = urllib.request.build_opener(
+            NoRedirect, urllib.request.HTTPSHandler(context=site.tls)
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            opener.open(request, timeout=30)
+        assert answer.value.code == 303
+        cookie = answer.value.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+        # plain HTTP on the TLS port is not served
+        with pytest.raises(OSError):
+            urllib.request.urlopen(site.url.replace("https://", "http://") + "/", timeout=10)
+    finally:
+        site.stop()
+
+
+def test_a_public_address_without_tls_is_refused_at_start(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    proc = subprocess.run(
+        [*SAFEHOLD, "serve", "-c", str(site.config), "--listen", "0.0.0.0:1"],
+        capture_output=True,
+        text=True,
+        env=site.env,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "safehold: 0.0.0.0:1 is not a loopback address: give http_tls_cert and http_tls_key,"
+        " or set http_insecure = true to serve plain HTTP on purpose"
+    ]
+
+
+def test_a_daemon_whose_dashboard_port_is_taken_stops_with_one_line(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", site.port))
+        taken.listen(1)
+        proc = subprocess.run(
+            [*SAFEHOLD, "daemon", "-c", str(site.config)],
+            capture_output=True,
+            text=True,
+            env=site.env,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"safehold: cannot serve the dashboard on 127.0.0.1:{site.port}: Address already in use"
+        ' (set [daemon] http to another HOST:PORT, or "off")'
+    )
