@@ -21,7 +21,17 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
     "Browse": ("ls", "find", "diff", "dump", "cat", "stats", "mount"),
     "Maintenance": ("check", "repair", "prune"),
     "Databases": ("pg", "mysql", "sqlite", "redis"),
-    "Automation": ("plan", "daemon", "status", "jobs", "cut", "cuts", "recover", "serve"),
+    "Automation": (
+        "plan",
+        "daemon",
+        "status",
+        "jobs",
+        "cut",
+        "cuts",
+        "recover",
+        "runbook",
+        "serve",
+    ),
 }
 MORE_PANEL = "More commands"
 GLOBAL_OPTIONS_EPILOG = (

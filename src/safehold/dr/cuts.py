@@ -8,7 +8,7 @@ after the cut and switches WAL so the mark is archived promptly. Every file a sn
 holds was read before the mark, so every row it depends on was committed before the mark
 too; the cut's skew (the mark against the earliest snapshot start) bounds the rest.
 
-A cut is one sealed JSON object ``cuts/<service>/<id>`` (docs/FORMAT.md §16), written
+A cut is one sealed JSON object ``cuts/<service>/<id>`` (docs/FORMAT.md §17), written
 create-if-absent like a WAL file, and copied to replicas with everything else.
 """
 
