@@ -273,3 +273,7 @@ def status(
             out().print(f"  restorable: {w['from']} .. {w['to']}")
         if st.rpo_exposure_seconds is not None:
             out().print(f"  RPO exposure now: {st.rpo_exposure_seconds:.0f}s")
+
+
+# registers `mysql check` on mysql_app (its own module: cli/mysql_check_cmd.py)
+from safehold.cli import mysql_check_cmd  # noqa: E402, F401
