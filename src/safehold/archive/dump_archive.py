@@ -6,7 +6,8 @@ are the snapshot's absolute paths without the leading "/" (as restic's). The tar
 (POSIX pax) keeps modes, mtimes with their fractions, owners by number and name,
 symlinks, hard links (a later name of a file links to its first), devices and FIFOs;
 the zip keeps modes, mtimes (2-second precision, 1980-2107) and symlinks (Info-ZIP's
-convention), and stores a hard-linked file's contents under each name.
+convention), stores a hard-linked file's contents under each name, and deflates a file
+unless a sample of its start does not shrink.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import stat
 import tarfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -37,6 +39,8 @@ _TAR_TYPES = {
     "chardev": tarfile.CHRTYPE,
     "blockdev": tarfile.BLKTYPE,
 }
+ZIP_SAMPLE = 64 << 10
+COPY_BYTES = 1 << 20  # a file's contents go to the output in pieces of this size
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _ZIP_LAST = (2107, 12, 31, 23, 59, 58)
 
@@ -83,11 +87,33 @@ class _Contents(io.RawIOBase):
         return n
 
 
+class _Position:
+    """An output that knows how much was written: ``tarfile``'s plain mode then works on a
+    pipe. (Its stream mode, made for pipes, re-buffers every write in Python: 2.4 of the
+    7.9 s that 270 MB took.)"""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+
 def _tar(repo: Repository, entries: Iterator[tuple[bytes, Node]], out: BinaryIO) -> DumpStats:
     stats = DumpStats()
     links: dict[tuple[int, int], str] = {}
-    with tarfile.open(
-        fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, errors="surrogateescape"
+    with tarfile.TarFile(
+        fileobj=_Position(out),  # type: ignore[arg-type]
+        mode="w",
+        format=tarfile.PAX_FORMAT,
+        errors="surrogateescape",
+        copybufsize=COPY_BYTES,
     ) as tar:
         for path, node in entries:
             if node.type == "socket":  # belongs to a running process, as restore
@@ -143,15 +169,27 @@ def _zip(repo: Repository, entries: Iterator[tuple[bytes, Node]], out: BinaryIO)
                 info.compress_type = zipfile.ZIP_STORED
                 archive.writestr(info, node.target)
             else:
-                info.compress_type = zipfile.ZIP_DEFLATED
+                blobs = (repo.load_blob(blob_id) for blob_id in node.content)
+                first = next(blobs, b"")
+                info.compress_type = _zip_method(first)
                 info.file_size = node.size  # decides zip64 before the first byte
                 with archive.open(info, "w") as member:
-                    for blob_id in node.content:
-                        member.write(repo.load_blob(blob_id))
+                    member.write(first)
+                    for data in blobs:
+                        member.write(data)
                 stats.files += 1
                 stats.bytes += node.size
             stats.entries += 1
     return stats
+
+
+def _zip_method(head: bytes) -> int:
+    """Deflate, unless a sample of the first blob does not shrink: deflate crawls through
+    incompressible data (15 MB/s here, against 100+ stored) for nothing."""
+    sample = head[:ZIP_SAMPLE]
+    if len(sample) < ZIP_SAMPLE or len(zlib.compress(sample, 1)) < 0.9 * len(sample):
+        return zipfile.ZIP_DEFLATED
+    return zipfile.ZIP_STORED
 
 
 def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
