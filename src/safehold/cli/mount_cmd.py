@@ -34,7 +34,7 @@ def mount(
         bool, typer.Option("--allow-other", help="Let other users read the mount.")
     ] = False,
 ) -> None:
-    """Serve the snapshots as a read-only file system until unmounted, Ctrl-C or SIGTERM."""
+    """Browse every snapshot as a read-only FUSE file system until umount, Ctrl-C or SIGTERM."""
     s = settings(ctx)
     if not os.path.isdir(mountpoint):
         raise InvalidArgument(f"mount point {mountpoint} is not a directory")
