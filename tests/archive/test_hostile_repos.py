@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from safehold.archive.tree import Node, node_doc
-from safehold.repo.limits import MAX_DEPTH
+from safehold.repo.limits import MAX_DEPTH, MAX_TREE_BYTES
+from safehold.repo.pack import BlobType
 from safehold.repo.repository import Repository, pack_key
 from tests.archive.helpers import deep_tree
 from tests.archive.hostile import (
@@ -56,6 +57,7 @@ def zstd_lies(tmp_path_factory: pytest.TempPathFactory) -> Repository:
     liar = plant_blob(repo, b"\x01" + zstd_frame(1 << 40, raw_block(b"abc")), 100)
     bomb = plant_blob(repo, b"\x01" + rle_frame(1 << 30, 1 << 30), 1 << 30)
     quiet_bomb = plant_blob(repo, b"\x01" + rle_frame(64 << 20, None), 1000)
+    tree_bomb = plant_blob(repo, b"\x01" + rle_frame(1 << 30, 1 << 30), 1 << 30, BlobType.TREE)
     tree = tree_of(
         repo,
         [
@@ -63,6 +65,7 @@ def zstd_lies(tmp_path_factory: pytest.TempPathFactory) -> Repository:
             Node(name=b"liar.bin", type="file", size=100, content=[liar]),
             Node(name=b"bomb.bin", type="file", size=1 << 30, content=[bomb]),
             Node(name=b"quiet.bin", type="file", size=1000, content=[quiet_bomb]),
+            Node(name=b"tree-bomb", type="dir", mode=0o755, subtree=tree_bomb.hex()),
         ],
     )
     save_snapshot(repo, tree)
@@ -76,7 +79,8 @@ def test_lying_and_bombing_zstd_frames_fail_only_their_files(
     assert ran.code == 1
     assert (tmp_path / "good.txt").read_bytes() == GOOD
     errors = error_lines(ran.err)
-    assert len(errors) == 3, ran.err
+    assert len(errors) == 4, ran.err
+    assert any("tree-bomb" in e and f"the {MAX_TREE_BYTES} a reader" in e for e in errors)
     assert any("liar.bin" in e and "declares 1099511627776 bytes" in e for e in errors)
     assert any("bomb.bin" in e and f"the {CHUNK_MAX} a reader accepts" in e for e in errors)
     assert any("quiet.bin" in e and "expected 1000 bytes" in e for e in errors)
@@ -86,8 +90,8 @@ def test_lying_and_bombing_zstd_frames_fail_only_their_files(
 def test_check_read_data_and_dump_name_the_bad_blobs(zstd_lies: Repository) -> None:
     ran = run(zstd_lies, "check", "--read-data")
     assert ran.code == 1
-    assert len(error_lines(ran.err)) == 3, ran.err
-    assert "3 errors" in ran.out.decode()
+    assert len(error_lines(ran.err)) == 4, ran.err
+    assert "4 errors" in ran.out.decode()
     dumped = run(zstd_lies, "dump", "latest", "/liar.bin")
     assert dumped.code == 1 and len(dumped.lines) == 1 and "declares" in dumped.err
     assert run(zstd_lies, "dump", "latest", "/good.txt").out == GOOD

@@ -191,6 +191,8 @@ class TreePacks:
         if data is not None:
             self._packs.move_to_end(pack)
             return data
+        if self._repo.store.stat(pack_key(pack)).size > self._budget:
+            raise CorruptObject(pack_key(pack), "larger than the tree packs held")  # one by one
         data = self._repo.store.get(pack_key(pack))
         tail_length(data, pack_key(pack))  # the trailer: a known version and key type
         self._packs[pack] = data

@@ -29,7 +29,7 @@ from safehold.errors import (
 )
 from safehold.repo.crypto import content_hash
 from safehold.repo.index import BlobLocation, Index, document_entries
-from safehold.repo.limits import MAX_DEPTH
+from safehold.repo.limits import MAX_DEPTH, MAX_PACK_HEADER_BYTES, MAX_TREE_BYTES
 from safehold.repo.repository import Repository, pack_key
 from safehold.repo.snapshot import Snapshot
 
@@ -144,6 +144,7 @@ class _Checker:
         # the tree graph, kept to name the paths a damaged blob or tree costs
         self.children: dict[str, list[tuple[bytes, str]]] = {}
         self.sizes: dict[str, int] = {}  # entries per tree, for the snapshots' extent
+        self.sizes_on_store: dict[str, int] = {}  # packs as listed
         self.damage: dict[str, list[tuple[bytes, _Cause]]] = defaultdict(list)
         self.failed_trees: dict[str, _Cause] = {}
 
@@ -191,6 +192,7 @@ class _Checker:
         on_store = {
             info.key.rsplit("/", 1)[-1]: info.size for info in self.repo.store.list("data/")
         }
+        self.sizes_on_store = on_store
         self.result.packs = len(self.indexed)
         for pack, entries in sorted(self.indexed.items()):
             size = on_store.get(pack)
@@ -249,6 +251,15 @@ class _Checker:
                             "index entry does not match the pack header",
                         ),
                     )
+        largest = self.repo.config.pack_size + MAX_TREE_BYTES + MAX_PACK_HEADER_BYTES
+        if self.sizes_on_store.get(pack, 0) > largest:  # read whole, it would be held whole
+            self.cause(
+                "error",
+                name,
+                f"pack of {self.sizes_on_store[pack]} bytes, more than the {largest} a pack of"
+                " this repository can hold: not read",
+            )
+            return
         try:
             data = self.repo.store.get(name)
         except NotFound:

@@ -13,6 +13,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_DOCUMENT_BYTES",
     "MAX_LOG_FILE_BYTES",
+    "MAX_PACK_HEADER_BYTES",
     "MAX_TREE_BYTES",
 ]
 
@@ -23,4 +24,5 @@ MAX_DOCUMENT_BYTES = {
     "locks": 1 << 20,
 }
 MAX_LOG_FILE_BYTES = (1 << 30) + (1 << 20)  # a WAL segment may be 1 GiB (--wal-segsize)
+MAX_PACK_HEADER_BYTES = 64 << 20  # 41 bytes per blob: over 1.6 million blobs in one pack
 MAX_DEPTH = 2048  # directory levels below the root: a path of one-letter names fits PATH_MAX

@@ -14,6 +14,7 @@ from enum import IntEnum
 
 from safehold.errors import CorruptObject
 from safehold.repo.crypto import MasterKey, content_hash
+from safehold.repo.limits import MAX_PACK_HEADER_BYTES
 
 __all__ = ["BlobType", "PackEntry", "PackWriter", "parse_header", "tail_length"]
 
@@ -55,6 +56,8 @@ def tail_length(trailer: bytes, what: str) -> int:
             f"unsupported pack version {version}/key type {key_type}"
             " (truncated, damaged or of a later format)",
         )
+    if header_len > MAX_PACK_HEADER_BYTES:
+        raise CorruptObject(what, f"pack header of {header_len} bytes claimed; refusing")
     return int(header_len) + _TRAILER.size
 
 
