@@ -233,6 +233,17 @@ def test_tree_bomb_check_visits_each_tree_once(tree_bomb: Repository) -> None:
 WIDE = 300_000
 
 
+def test_directories_shared_within_reason_are_restored(tmp_path: Path) -> None:
+    """Identical directories are one tree: a snapshot may repeat it, within its summary."""
+    repo = hostile_repo(tmp_path / "repo")
+    shared = tree_of(repo, [file_node(repo, b"f", GOOD)])
+    copies = [Node(name=b"copy%d" % i, type="dir", mode=0o755, subtree=shared) for i in range(50)]
+    save_snapshot(repo, tree_of(repo, copies), total_files_processed=50, dirs_new=50)
+    ran = run(repo, "restore", "latest", "--target", tmp_path / "target")
+    assert ran.code == 0, ran.err
+    assert (tmp_path / "target" / "copy49" / "f").read_bytes() == GOOD
+
+
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory: pytest.TempPathFactory) -> Repository:
     """One tree of many identical entries: kilobytes stored, megabytes of JSON (the

@@ -19,6 +19,7 @@ __all__ = ["MAX_ENTRIES", "Extent", "allowance", "check_extent", "measure", "mea
 
 MAX_ENTRIES = 1 << 32  # whatever a snapshot declares, no walk goes further
 ENTRY_MARGIN = 1_000_000  # symlinks and other entries the summary does not count
+STORED_REPEATS = 16  # snapshots without a summary (data sources) may repeat a directory
 _DECLARED = ("total_files_processed", "dirs_new", "dirs_changed", "dirs_unmodified")
 
 
@@ -75,10 +76,11 @@ def measure_graph(entry: Callable[[str], tuple[int, list[str]]], root: str) -> E
 
 
 def allowance(snapshot: Snapshot | None, extent: Extent) -> int:
-    """The entries a snapshot accounts for: what its backup counted, what is stored."""
+    """The entries a snapshot accounts for: what its backup counted, what is stored (a
+    few times over: identical directories are stored once), and a margin."""
     summary = snapshot.summary if snapshot is not None else {}
     declared = sum(v for k in _DECLARED if isinstance(v := summary.get(k, 0), int) and v > 0)
-    return min(MAX_ENTRIES, declared + extent.stored + ENTRY_MARGIN)
+    return min(MAX_ENTRIES, declared + STORED_REPEATS * extent.stored + ENTRY_MARGIN)
 
 
 def check_extent(snapshot: Snapshot | None, extent: Extent, tree_id: str) -> None:
