@@ -10,9 +10,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # MariaDB for tests/sources/test_mysql.py (scratch servers), Redis for test_redis.py,
   # PostgreSQL 15 for tests/sources/test_pg_*.py (its programs are not on PATH), Chromium
   # for the dashboard's browser tests (Playwright drives Debian's, not its own download),
-  # fuse3 (libfuse3, fusermount3) for tests/e2e/test_mount_cli.py
+  # fuse3 (libfuse3, fusermount3) for tests/e2e/test_mount_cli.py; etcd and HAProxy for
+  # tests/standby/ (Patroni comes from pip: the test extra)
   for tool in runuser:util-linux mount:mount mariadbd:mariadb-server mariabackup:mariadb-backup \
       mariadb:mariadb-client redis-server:redis-server fusermount3:fuse3 \
+      etcd:etcd-server etcdctl:etcd-client haproxy:haproxy setpriv:util-linux \
       /usr/lib/postgresql/15/bin/initdb:postgresql-15 \
       /usr/lib/postgresql/15/bin/pg_dump:postgresql-client-15 chromium:chromium; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")

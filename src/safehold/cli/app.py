@@ -31,6 +31,7 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
         "recover",
         "runbook",
         "serve",
+        "standby",
     ),
 }
 MORE_PANEL = "More commands"

@@ -61,6 +61,7 @@ COMMAND_MODULES = {
     "cut": "cuts_cmd",
     "runbook": "runbook_cmd",
     "serve": "serve_cmd",
+    "standby": "standby_cmd",
 }
 GLOBAL_OPTIONS = {"--repo", "-r", "--password-file", "-p", "--retry-lock", "--connections"}
 

@@ -140,5 +140,9 @@ def render_plan(plan: Plan, path: str) -> str:
                 lines += _schedule_lines(item, "    ", width)
             if not source.schedules:
                 lines.append("    no schedule: every schedule is off")
+        if service.standby is not None:
+            from safehold.dr.standby.policy import standby_lines
+
+            lines += standby_lines(service.standby, service.name)
     lines += ["", f"daemon: {_settings(plan.daemon)}", ""]
     return "\n".join(lines)

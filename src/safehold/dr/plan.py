@@ -24,6 +24,7 @@ from safehold.dr.policy import (
 from safehold.dr.policy_recovery import describe_recovery
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import LOG_REPLICATION, JobId, next_runs
+from safehold.dr.standby.policy import Standby, standby_doc
 
 __all__ = [
     "BUILTIN",
@@ -98,6 +99,7 @@ class PlannedService:
     objectives: dict[str, Setting]
     sources: list[PlannedSource]
     recovery: dict[str, Any] = field(default_factory=dict)  # policy_recovery.describe_recovery
+    standby: Standby | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,9 @@ def _plan_service(policy: Policy, name: str, runs: dict[JobId, list[datetime]]) 
             )
         )
     recovery = describe_recovery(service.recovery)
-    return PlannedService(name, repository, retention, objectives, sources, recovery)
+    return PlannedService(
+        name, repository, retention, objectives, sources, recovery, service.standby
+    )
 
 
 def _daemon_argv(policy: Policy, job: JobId) -> list[str] | None:
@@ -364,6 +368,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                     }
                     for src in s.sources
                 ],
+                "standby": standby_doc(s.standby, s.name) if s.standby else None,
             }
             for s in plan.services
         ],

@@ -35,6 +35,7 @@ from safehold.dr.policy_http import HttpSettings
 from safehold.dr.policy_recovery import Recovery
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import cron_error
+from safehold.dr.standby.policy import Standby
 from safehold.errors import InvalidArgument
 from safehold.ops.retention import Policy as RetentionPolicy
 from safehold.ops.retention import parse_count, parse_duration
@@ -243,6 +244,7 @@ class Service(PolicyModel):
     objectives: Objectives = Objectives()
     sources: list[Source] = Field(min_length=1)
     recovery: Recovery = Recovery()  # how `safehold recover` brings it back (docs/recover.md)
+    standby: Standby | None = None  # a hot standby of its PostgreSQL (docs/standby.md)
 
 
 # -- the daemon -------------------------------------------------------------------------

@@ -1,0 +1,285 @@
+"""The ``[services.NAME.standby]`` table: a hot standby of the service's PostgreSQL source.
+
+Patroni elects the primary (its state in etcd) and HAProxy sends clients to it; this
+table says where each node runs and how fast a failure is acted on, and
+``safehold standby config`` turns it into each node's Patroni YAML and the HAProxy
+configuration. The models validate one table; ``standby_problems`` checks what needs the
+whole service or several keys at once (the source it names, a node listed twice, two
+servers on one port, Patroni's timing rule), so that ``dr/load.py`` reports those with
+the file and line of the key like every other policy problem. docs/standby.md
+describes every key.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from safehold.dr.fields import (
+    AbsolutePath,
+    Name,
+    PolicyModel,
+    PositiveInterval,
+    Text,
+    describe,
+    fail,
+)
+
+__all__ = [
+    "PATRONI_MIN_LOOP_WAIT",
+    "PATRONI_MIN_RETRY_TIMEOUT",
+    "PATRONI_MIN_TTL",
+    "Standby",
+    "StandbyNode",
+    "standby_problems",
+]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+# Patroni raises smaller values to these and keeps running (patroni/config.py
+# _validate_and_adjust_timeouts): a policy that asks for less would not get what it says.
+PATRONI_MIN_TTL = 20
+PATRONI_MIN_LOOP_WAIT = 1
+PATRONI_MIN_RETRY_TIMEOUT = 3
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "*", "::"})
+
+
+def _host_port(value: Any) -> str:
+    if not isinstance(value, str) or ":" not in value:
+        raise fail(
+            "host_port", f"expected HOST:PORT such as '10.0.0.5:2379', got {describe(value)}"
+        )
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise fail("host_port", f"expected HOST:PORT with a port from 1 to 65535, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
+
+class StandbyNode(PolicyModel):
+    """One PostgreSQL server under Patroni: where it listens and keeps its data."""
+
+    name: Name
+    host: Text  # the address the other nodes, HAProxy and clients reach it at
+    pgdata: AbsolutePath
+    port: Port = 5432
+    rest_port: Port = 8008  # Patroni's REST API: HAProxy's health checks ask it
+    listen: Text | None = None  # the address PostgreSQL and Patroni bind (default: host)
+
+    @property
+    def bind(self) -> str:
+        return self.listen or self.host
+
+
+class Standby(PolicyModel):
+    """A Patroni cluster of the service's PostgreSQL source, behind HAProxy."""
+
+    source: Name | None = None  # the postgres source (default: the service's only one)
+    scope: Name | None = None  # Patroni's cluster name (default: the service's name)
+    namespace: Text = "/service/"
+    etcd: list[HostPort] = Field(min_length=1)
+    nodes: list[StandbyNode]
+    listen: Text = "127.0.0.1"  # HAProxy's address for the two ports below
+    write_port: Port
+    read_port: Port | None = None  # reads spread over the streaming replicas
+    synchronous_mode: bool = False
+    ttl: PositiveInterval = timedelta(seconds=PATRONI_MIN_TTL)
+    loop_wait: PositiveInterval = timedelta(seconds=2)
+    retry_timeout: PositiveInterval = timedelta(seconds=9)
+    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1 << 20
+    check_interval: PositiveInterval = timedelta(seconds=1)  # HAProxy's inter
+    check_fall: Annotated[int, Field(ge=1)] = 2
+    check_rise: Annotated[int, Field(ge=1)] = 1
+    check_timeout: PositiveInterval = timedelta(seconds=1)
+    connect_timeout: PositiveInterval = timedelta(seconds=2)
+    haproxy_socket: AbsolutePath | None = None  # runtime API (default: beside its config)
+    pg_bin: AbsolutePath = "/usr/lib/postgresql/15/bin"
+    socket_dir: AbsolutePath | None = None  # unix_socket_directories of every node
+    safehold_command: Text = "safehold"  # how the postgres user runs safehold
+    replicas_from_backup: bool = True  # new replicas restored from the repository
+    archive: bool = True  # the primary archives its WAL into the service's repository
+    superuser: Text = "postgres"
+    replication_user: Text = "replicator"
+    rewind_user: Text = "rewind_user"
+
+    @field_validator("nodes")
+    @classmethod
+    def _two_nodes_at_least(cls, value: list[StandbyNode]) -> list[StandbyNode]:
+        if len(value) < 2:
+            raise fail("nodes", f"a standby needs at least 2 nodes, got {len(value)}")
+        return value
+
+
+def standby_problems(service: str, document: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems of a service's standby table that one key alone cannot show, as (key path,
+    message): the source, nodes listed twice, ports in use twice, Patroni's timing rule."""
+    standby = document.get("standby")
+    if not isinstance(standby, dict):
+        return []
+    base: tuple[Any, ...] = ("services", service, "standby")
+    problems = _source_problems(base, standby, document.get("sources"))
+    nodes = [n for n in standby.get("nodes") or [] if isinstance(n, dict)]
+    problems += _duplicate_nodes(base, nodes)
+    problems += _port_clashes(base, standby, nodes)
+    problems += _timing_problems(base, standby)
+    return problems
+
+
+def _source_problems(
+    base: tuple[Any, ...], standby: dict[str, Any], sources: Any
+) -> list[tuple[tuple[Any, ...], str]]:
+    kinds = {
+        s.get("name"): s.get("kind")
+        for s in (sources if isinstance(sources, list) else [])
+        if isinstance(s, dict)
+    }
+    postgres = [str(name) for name, kind in kinds.items() if kind == "postgres"]
+    named = standby.get("source")
+    if named is None:
+        if len(postgres) == 1:
+            return []
+        found = f"it has {', '.join(postgres)}" if postgres else "it has none"
+        return [((*base,), f"a standby needs one postgres source named by source ({found})")]
+    if named not in kinds:
+        known = ", ".join(str(n) for n in kinds) or "none"
+        return [((*base, "source"), f"unknown source {named!r} ({known})")]
+    if kinds[named] != "postgres":
+        return [((*base, "source"), f"a standby needs a postgres source, not {kinds[named]}")]
+    return []
+
+
+def _duplicate_nodes(
+    base: tuple[Any, ...], nodes: list[dict[str, Any]]
+) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    names: dict[Any, int] = {}
+    places: dict[tuple[Any, Any], int] = {}
+    for i, node in enumerate(nodes):
+        name, place = node.get("name"), (node.get("host"), node.get("pgdata"))
+        if name in names:
+            problems.append(
+                (
+                    (*base, "nodes", i, "name"),
+                    f"node {name!r} is already listed as nodes[{names[name]}]",
+                )
+            )
+        elif None not in place and place in places:
+            problems.append(
+                (
+                    (*base, "nodes", i, "pgdata"),
+                    f"nodes[{places[place]}] already keeps its data in {place[1]} on {place[0]}",
+                )
+            )
+        names.setdefault(name, i)
+        places.setdefault(place, i)
+    return problems
+
+
+def _port_clashes(
+    base: tuple[Any, ...], standby: dict[str, Any], nodes: list[dict[str, Any]]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Two servers of this table bound to one port of one address (HAProxy's included)."""
+    bound: list[tuple[Any, Any, tuple[Any, ...], str]] = []  # host, port, key path, what
+    for i, node in enumerate(nodes):
+        host = node.get("listen") or node.get("host")
+        for key, what in (("port", "PostgreSQL"), ("rest_port", "Patroni's REST API")):
+            port = node.get(key, 5432 if key == "port" else 8008)
+            bound.append((host, port, (*base, "nodes", i, key), f"{what} of nodes[{i}]"))
+    for key in ("write_port", "read_port"):
+        if key in standby:
+            listen = standby.get("listen", "127.0.0.1")
+            bound.append((listen, standby[key], (*base, key), f"HAProxy's {key}"))
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for j, (host, port, path, _) in enumerate(bound):
+        for other_host, other_port, _, other_what in bound[:j]:
+            same_host = host == other_host or {host, other_host} & _WILDCARD_HOSTS
+            if port == other_port and same_host:
+                problems.append((path, f"port {port} on {host} is already used by {other_what}"))
+                break
+    return problems
+
+
+def _seconds(value: Any, default: int) -> int | None:
+    """Whole seconds of a duration key, or None when it is not one (its own error says so)."""
+    from pydantic_core import PydanticCustomError
+
+    from safehold.dr.fields import parse_interval
+
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(parse_interval(value).total_seconds())
+    except PydanticCustomError:
+        return None
+
+
+def _timing_problems(
+    base: tuple[Any, ...], standby: dict[str, Any]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Patroni's own limits, which it would otherwise adjust silently at run time."""
+    ttl = _seconds(standby.get("ttl"), PATRONI_MIN_TTL)
+    loop_wait = _seconds(standby.get("loop_wait"), 2)
+    retry = _seconds(standby.get("retry_timeout"), 9)
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for key, value, least in (
+        ("ttl", ttl, PATRONI_MIN_TTL),
+        ("loop_wait", loop_wait, PATRONI_MIN_LOOP_WAIT),
+        ("retry_timeout", retry, PATRONI_MIN_RETRY_TIMEOUT),
+    ):
+        if value is not None and value < least:
+            problems.append(((*base, key), f"Patroni's minimum is {least}s, got {value}s"))
+    if problems or None in (ttl, loop_wait, retry):
+        return problems
+    assert ttl is not None and loop_wait is not None and retry is not None
+    if loop_wait + 2 * retry > ttl:
+        key = "ttl" if "ttl" in standby else "retry_timeout"
+        problems.append(
+            (
+                (*base, key),
+                f"Patroni needs loop_wait + 2 x retry_timeout <= ttl ({loop_wait}s + 2 x "
+                f"{retry}s > {ttl}s): it would shorten them itself",
+            )
+        )
+    return problems
+
+
+def standby_doc(standby: Standby, service: str) -> dict[str, Any]:
+    """The table as ``plan --json`` shows it (durations in seconds, defaults filled in)."""
+    doc = standby.model_dump(mode="python")
+    for key, value in doc.items():
+        if isinstance(value, timedelta):
+            doc[key] = int(value.total_seconds())
+    doc["scope"] = standby.scope or service
+    return doc
+
+
+def standby_lines(standby: Standby, service: str) -> list[str]:
+    """The table as ``plan`` shows it: nodes, HAProxy's ports, Patroni's timings."""
+    s = standby
+    sync = "synchronous" if s.synchronous_mode else "asynchronous"
+    reads = f", reads {s.listen}:{s.read_port}" if s.read_port is not None else ""
+    lines = [
+        f"  standby (Patroni scope {s.scope or service}, etcd {', '.join(s.etcd)}): {sync}",
+        f"    HAProxy writes {s.listen}:{s.write_port}{reads}; checks every"
+        f" {_text(s.check_interval)}, down after {s.check_fall}, up after {s.check_rise}",
+        f"    Patroni ttl {_text(s.ttl)}, loop_wait {_text(s.loop_wait)}, retry_timeout"
+        f" {_text(s.retry_timeout)}; replicas from the repository:"
+        f" {'yes' if s.replicas_from_backup else 'no'}; archiving: {'yes' if s.archive else 'no'}",
+    ]
+    lines += [
+        f"    node {n.name}: {n.host}:{n.port} (REST {n.rest_port}) data {n.pgdata}"
+        for n in s.nodes
+    ]
+    return lines
+
+
+def _text(value: timedelta) -> str:
+    from safehold.dr.fields import format_interval
+
+    return format_interval(value)
