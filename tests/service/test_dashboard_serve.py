@@ -12,11 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from safehold.dr.jobs import job_commands
+from safehold.dr.load import load_policy
+from safehold.dr.schedule import JobId
 from tests.service.dashboard_helpers import (
     OPERATOR_TOKEN,
     SAFEHOLD,
+    Site,
     make_site,
     start_serve,
+    wait_for,
 )
 from tests.service.test_dashboard_api import stable
 
@@ -61,10 +66,19 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def backup(site: Site) -> None:
+    policy = load_policy(site.config)
+    (command,) = job_commands(policy, JobId("backup", "app/files", "backup"))
+    subprocess.run(
+        [*SAFEHOLD, *command.argv], env={**site.env, **command.env}, check=True, capture_output=True
+    )
+
+
 def test_serve_alone_over_tls_reads_but_does_not_act(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     site = make_site(
-        tmp_path / "site", extra_daemon=f'http_tls_cert = "{cert}"\nhttp_tls_key = "{key}"'
+        tmp_path / "site",
+        extra_daemon=f'http_tls_cert = "{cert}"\nhttp_tls_key = "{key}"\nhttp_allow_download = true',
     )
     site.url = site.url.replace("http://", "https://")
     site.tls = ssl.create_default_context(cafile=str(cert))
@@ -74,6 +88,17 @@ def test_serve_alone_over_tls_reads_but_does_not_act(tmp_path: Path) -> None:
         api = site.json("/api/v1/status")
         assert stable(api) == stable(site.cli_json("status"))
         assert api["within_objectives"] is False  # nothing was ever backed up
+
+        # a backup made by hand, as the daemon would run it; its file can be downloaded
+        backup(site)
+        wait_for("the new snapshot", lambda: site.json("/api/v1/services/app/snapshots"))
+        path = f"{site.base / 'data'}/sub/b.bin"
+        page = site.get(f"/services/app/snapshots/latest/file?path={path}")[2].decode()
+        assert 'id="download"' in page
+        status, headers, body = site.get(f"/services/app/snapshots/latest/download?path={path}")
+        assert status == 200 and body == (site.base / "data" / "sub" / "b.bin").read_bytes()
+        assert headers["content-disposition"] == "attachment; filename*=UTF-8''b.bin"
+
         status, _, body = site.get("/api/v1/services/app/backup", OPERATOR_TOKEN, "POST")
         assert status == 409 and "needs the daemon" in json.loads(body)["error"]
         status, _, body = site.get("/api/v1/jobs")

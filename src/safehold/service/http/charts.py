@@ -56,6 +56,12 @@ class Chart:
     left: int = LEFT
     plot_bottom: int = HEIGHT - BOTTOM
 
+    @property
+    def tick_format(self) -> str:
+        """strftime of the time axis in UTC (the page's script shows local times)."""
+        span = (self.end - self.start).total_seconds()
+        return "%H:%M:%S" if span < 1200 else "%b %d %H:%M" if span > 172800 else "%H:%M"
+
 
 def _worst(moment: datetime, points: dict[str, datetime | None]) -> float | None:
     """The exposure at ``moment``: None while a source has no recovery point yet."""

@@ -204,12 +204,26 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _login_page(request: Request, target: str, error: str | None, status: int) -> Response:
+    templates: Jinja2Templates = request.app.state.templates
+    auth: Authenticator = request.app.state.auth
+    return templates.TemplateResponse(
+        request,
+        "login.html",
+        {
+            "next": target,
+            "error": error,
+            "who": None,
+            "tokens": bool(auth.tokens),
+            "passwords": any(auth.passwords.values()),
+        },
+        status_code=status,
+    )
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: Annotated[str, Query(max_length=2048)] = "/") -> Response:
-    templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(
-        request, "login.html", {"next": _safe_next(next), "error": None, "who": None}
-    )
+    return _login_page(request, _safe_next(next), None, 200)
 
 
 @router.post("/login")
@@ -223,13 +237,7 @@ async def login(request: Request) -> Response:
         role = auth.password_role(form["user"], form.get("password", ""))
     target = _safe_next(form.get("next"))
     if role is None:
-        templates: Jinja2Templates = request.app.state.templates
-        return templates.TemplateResponse(
-            request,
-            "login.html",
-            {"next": target, "error": "wrong token or password", "who": None},
-            status_code=401,
-        )
+        return _login_page(request, target, "wrong token or password", 401)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

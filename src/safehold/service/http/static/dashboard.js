@@ -26,9 +26,16 @@ function localTimes() {
     if (abs) abs.textContent = when.toLocaleString();
     if (rel) rel.textContent = "(" + ago(now - when.getTime()) + ")";
   }
-  for (const el of document.querySelectorAll("text[data-time]")) {
-    const when = new Date(el.getAttribute("data-time"));
-    if (!isNaN(when)) el.textContent = when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  for (const svg of document.querySelectorAll("svg[data-span]")) {
+    // ticks as precise as the chart's span needs: seconds under 20 min, dates over 2 days
+    const span = parseFloat(svg.getAttribute("data-span"));
+    const format = span < 1200 ? {hour: "2-digit", minute: "2-digit", second: "2-digit"}
+      : span > 172800 ? {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"}
+      : {hour: "2-digit", minute: "2-digit"};
+    for (const el of svg.querySelectorAll("text[data-time]")) {
+      const when = new Date(el.getAttribute("data-time"));
+      if (!isNaN(when)) el.textContent = when.toLocaleString([], format);
+    }
   }
 }
 
