@@ -348,11 +348,13 @@ def test_check_flags_what_restore_refuses(refused: Repository, tmp_path: Path) -
     checked = run(refused, "--json", "check")
     assert checked.code == 1
     problems = json.loads(checked.out)["errors"]
-    # names, the repeated one, the size that lies; the inode with two contents
+    # five unsafe names, the repeated one, the size that lies, the inode with two contents
     assert len(refused_by_restore) == 8, restored.err
-    assert len(problems) == 7, problems
-    for word in ("'..'", "'/x'", "'a/b'", "''", "duplicate", "10000000000"):
+    assert len(problems) == 8, problems
+    for word in ("'..'", "'/x'", "'a/b'", "''", "duplicate", "10000000000", "inode 7"):
         assert any(word in p["message"] for p in problems), (word, problems)
+    (links,) = [p for p in problems if "inode 7" in p["message"]]
+    assert links["paths"] == ["/link-a", "/link-b"]
 
 
 def test_a_size_that_lies_restores_the_content_as_stored(

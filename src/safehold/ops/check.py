@@ -145,6 +145,10 @@ class _Checker:
         self.children: dict[str, list[tuple[bytes, str]]] = {}
         self.sizes: dict[str, int] = {}  # entries per tree, for the snapshots' extent
         self.sizes_on_store: dict[str, int] = {}  # packs as listed
+        # files with links > 1, by tree: (name, (device, inode), content)
+        self.links: dict[str, list[tuple[bytes, tuple[int, int], tuple[bytes, ...]]]] = defaultdict(
+            list
+        )
         self.damage: dict[str, list[tuple[bytes, _Cause]]] = defaultdict(list)
         self.failed_trees: dict[str, _Cause] = {}
 
@@ -332,6 +336,9 @@ class _Checker:
             self.children[tree_id].append((node.name, node.subtree))
             return [node.subtree]
         if node.type == "file":
+            if node.links > 1:
+                key = (node.device, node.inode)
+                self.links[tree_id].append((node.name, key, tuple(node.content)))
             stored = 0
             for blob_id in node.content:
                 if (lost := self.blob_damage(blob_id)) is not None:
@@ -363,19 +370,18 @@ class _Checker:
         for tree_id, kids in self.children.items():
             for _, sub in kids:
                 parents[sub].add(tree_id)
-        tainted = set(self.damage)
-        todo = [t for failed in self.failed_trees for t in parents[failed]]
-        todo.extend(self.damage)
-        while todo:
-            tree_id = todo.pop()
-            tainted.add(tree_id)
-            todo.extend(p for p in parents[tree_id] if p not in tainted)
+        tainted = _with_ancestors(
+            [*self.damage, *(t for failed in self.failed_trees for t in parents[failed])], parents
+        )
+        linked = _with_ancestors(list(self.links), parents)
         for snapshot in snapshots:
             root = snapshot.tree
             if root in self.failed_trees:
                 self.failed_trees[root].costs(snapshot.id, b"/")
                 continue
             self.check_extent(snapshot)
+            if root in linked:
+                self.check_links(snapshot, linked)
             seen: set[str] = set()
             stack: list[tuple[str, bytes]] = [(root, b"")] if root in tainted else []
             while stack:
@@ -390,6 +396,35 @@ class _Checker:
                         self.failed_trees[sub].costs(snapshot.id, base + b"/" + name)
                     elif sub in tainted and sub not in seen:
                         stack.append((sub, base + b"/" + name))
+
+    def check_links(self, snapshot: Snapshot, linked: set[str]) -> None:
+        """Restore links entries of one (device, inode) only when their content lists are
+        equal, and reports the others: flag each such group, with example paths."""
+        contents: dict[tuple[int, int], dict[tuple[bytes, ...], bytes]] = defaultdict(dict)
+        seen: set[str] = set()
+        stack: list[tuple[str, bytes]] = [(snapshot.tree, b"")]
+        while stack:
+            tree_id, base = stack.pop()
+            if tree_id in seen:
+                continue
+            seen.add(tree_id)
+            for name, key, content in self.links.get(tree_id, []):
+                contents[key].setdefault(content, base + b"/" + name)
+            stack.extend(
+                (sub, base + b"/" + name)
+                for name, sub in self.children.get(tree_id, [])
+                if sub in linked and sub not in seen
+            )
+        for (device, inode), paths in contents.items():
+            if len(paths) > 1:
+                found = self.cause(
+                    "error",
+                    f"snapshots/{snapshot.id}",
+                    f"{len(paths)} different contents for one file (device {device}, inode"
+                    f" {inode}): restore makes them separate files, not hard links",
+                )
+                for path in paths.values():
+                    found.costs(snapshot.id, path)
 
     def check_extent(self, snapshot: Snapshot) -> None:
         """Restore and ls refuse a snapshot that expands past what it accounts for, and
@@ -428,6 +463,16 @@ class _Checker:
 def check(repo: Repository, read_data: DataSubset | None = None) -> CheckResult:
     """Check ``repo`` (its index is reloaded here); ``read_data`` chooses packs to read whole."""
     return _Checker(repo, read_data).run()
+
+
+def _with_ancestors(trees: list[str], parents: dict[str, set[str]]) -> set[str]:
+    """``trees`` and every tree above one of them."""
+    found: set[str] = set()
+    while trees:
+        tree_id = trees.pop()
+        found.add(tree_id)
+        trees.extend(p for p in parents[tree_id] if p not in found)
+    return found
 
 
 def _blob_id(tree_id: str) -> bytes:
