@@ -267,3 +267,45 @@ def test_region_loss_recovers_from_the_replica_and_says_so(tmp_path: Path) -> No
     assert summary["copy_note"].endswith(f"reading its replica {tmp_path / 'replica'}")
     restored = root / str(live / "files" / "sub" / "19.txt").lstrip("/")
     assert restored.read_text() == "file 19\n" * 100
+
+
+def test_a_drill_is_the_engine_in_a_sandbox_then_teardown(tmp_path: Path) -> None:
+    """What issue 16's drills do with the engine: a sandboxed recovery through the Python
+    API, an HTTP check against a server of the test, then teardown."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from safehold.dr.recovery.plan import Moment
+    from safehold.dr.recovery.session import RecoveryRequest, prepare
+    from safehold.dr.recovery.steps import teardown
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    checks = (
+        f'[[services.app.recovery.checks]]\nhttp = "{url}/healthz"\n'
+        f'[[services.app.recovery.checks]]\nhttp = "{url}/down"\nstatus = 503\n'
+    )
+    try:
+        config, live = _service(tmp_path, checks)
+        seen: list[tuple[str, str | None]] = []
+        root = tmp_path / "drill"
+        request = RecoveryRequest("app", Moment("latest"), target_root=str(root))
+        recovery = prepare(load_policy(config), request, lambda r: seen.append((r.step, r.outcome)))
+        report = recovery.run()
+    finally:
+        server.shutdown()
+    assert report.outcome == "recovered", report.error
+    assert report.healthy is True and report.rto_seconds() is not None
+    assert ("health", "ok") in seen and ("preflight", None) in seen  # begun, then ended
+    assert (root / str(live / "app.db").lstrip("/")).exists()
+    assert teardown(recovery.plan) == [f"removed {root}"]
+    assert not root.exists()

@@ -126,7 +126,8 @@ class Recovery:
             record.finish(FAILED, str(exc) or type(exc).__name__)
             self.observer(record)
             raise
-        record.finish(SKIPPED if detail.startswith("skipped") else OK, detail)
+        skipped = detail.startswith("skipped: ")
+        record.finish(SKIPPED if skipped else OK, detail.removeprefix("skipped: "))
         self.observer(record)
         return detail
 
