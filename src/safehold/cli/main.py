@@ -144,10 +144,13 @@ def _dispatch(args: list[str]) -> int:
     """Import the command modules (they register on ``app``) and run the command.
 
     Only the module of the command named is imported, since every scheduled run pays for
-    start-up; help and unknown names import them all, so that help lists everything.
+    start-up; help and unknown names import them all, so that help lists everything
+    (``--version`` none).
     """
     name = _command_name(args)
     modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else set(COMMAND_MODULES.values())
+    if name is None and "--version" in args:  # answered before any command is looked at
+        modules = []
     for module in sorted(modules):
         importlib.import_module(f"safehold.cli.{module}")
     from safehold.cli.app import app, arrange_help
