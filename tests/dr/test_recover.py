@@ -309,3 +309,36 @@ def test_a_drill_is_the_engine_in_a_sandbox_then_teardown(tmp_path: Path) -> Non
     assert (root / str(live / "app.db").lstrip("/")).exists()
     assert teardown(recovery.plan) == [f"removed {root}"]
     assert not root.exists()
+
+
+def test_a_full_target_is_refused_then_replaced_with_force(tmp_path: Path) -> None:
+    config, live = _service(tmp_path)
+    root = tmp_path / "sandbox"
+    busy = root / str(live / "app.db").lstrip("/")
+    busy.parent.mkdir(parents=True)
+    busy.write_text("not a database")
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root))
+    assert code == 1 and docs[-1]["outcome"] == "refused"
+    assert f"target {busy} of source meta is not empty (use --force)" in err
+    assert busy.read_text() == "not a database"
+    code, docs, err = _recover(config, "--latest", "--target-root", str(root), "--force")
+    assert code == 0, err
+    with sqlite3.connect(busy) as db:
+        assert db.execute("SELECT x FROM t").fetchall() == [(42,)]
+
+
+def test_preflight_refuses_what_the_disk_cannot_hold(tmp_path: Path) -> None:
+    from safehold.dr.recovery.plan import Moment, RecoveryPlan, SourcePlan
+    from safehold.dr.recovery.sources import estimate_disk
+
+    def plan(size: int) -> RecoveryPlan:
+        target = str(tmp_path / "new" / "db.sqlite")
+        source = SourcePlan("meta", "sqlite", "id", "t", "t", target, size=size)
+        return RecoveryPlan(
+            "app", Moment("latest"), "t", "main", "/r", None, [source], [], [], None
+        )
+
+    assert estimate_disk(plan(1 << 20)) == []
+    (problem,) = estimate_disk(plan(1 << 60))
+    assert problem.startswith(f"{tmp_path}: about 1268213655.07 GB needed, ")
+    assert problem.endswith(" GB free")
