@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import textwrap
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from safehold.dr.load import PolicyError, load_policy, parse_policy
 from safehold.dr.schedule import JobId, scheduled_jobs
 from tests.dr.test_plan_cmd import _parse
 from tests.servers import run_seaweedfs
-from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo, write_password
+from tests.service.daemon_helpers import (
+    SAFEHOLD,
+    DaemonRun,
+    clean_env,
+    init_repo,
+    write_password,
+)
 
 BASE = """\
 [repositories.main]
@@ -342,3 +349,36 @@ def test_preflight_refuses_what_the_disk_cannot_hold(tmp_path: Path) -> None:
     (problem,) = estimate_disk(plan(1 << 60))
     assert problem.startswith(f"{tmp_path}: about 1268213655.07 GB needed, ")
     assert problem.endswith(" GB free")
+
+
+def test_the_daemon_records_cuts_and_recover_brings_one_back(tmp_path: Path) -> None:
+    daemon_settings = (
+        'cuts = "*/2 * * * * *"\n'
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nmetrics = "off"\nstatus_interval = "1h"\n'
+    )
+    config, _live = _service(tmp_path, daemon_settings)
+    daemon = DaemonRun(config, tmp_path / "state").start()
+    try:
+        daemon.wait_for(
+            "a cut", lambda runs: any(r.job == "cut app" and r.outcome == "success" for r in runs)
+        )
+    finally:
+        assert daemon.stop() == 0
+    proc = subprocess.run(
+        [*SAFEHOLD, "--json", "cuts", "app", "-c", config],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    cut = json.loads(proc.stdout)[-1]
+    assert set(cut["sources"]) == {"files", "meta"}
+    code, docs, err = _recover(config, "--at-cut", cut["id"], "--target-root", str(tmp_path / "r"))
+    assert code == 0, err
+    summary = docs[-1]
+    assert summary["point"] == datetime.fromisoformat(cut["time"]).isoformat(
+        timespec="microseconds"
+    )
+    assert {s["name"]: s["snapshot_id"] for s in summary["sources"]} == {
+        name: recorded["snapshot"] for name, recorded in cut["sources"].items()
+    }

@@ -49,7 +49,8 @@ def _cut_id(moment: datetime) -> str:
 
 
 def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]:
-    """Back up the other sources, mark every database's WAL, store the cut.
+    """Back up the other sources, mark every database's WAL, store the cut (a service
+    without a database gets its snapshots taken together, and the moment they all hold).
 
     Redis goes first: it waits out its replication delay (5 s by default) before it forks
     the copy, which must not stand between the other sources and the mark. Then every
@@ -59,8 +60,6 @@ def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]
     require_service(policy, service)
     sources = policy.services[service].sources
     databases = [s for s in sources if _is_log_database(s)]
-    if not databases:
-        raise CutFailed(service, "it has no PostgreSQL source whose log could be marked")
     slow = [s for s in sources if s.kind == "redis"]
     others = [s for s in sources if s.kind != "redis" and not _is_log_database(s)]
     doc: dict[str, Any] = {"service": service, "sources": {}}
@@ -68,15 +67,15 @@ def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]
         with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
             found = list(pool.map(lambda s: _timed(policy, service, s, repo), group))
         doc["sources"].update({s.name: f for s, f in zip(group, found, strict=True)})
-    doc["id"] = cut_id = _cut_id(datetime.now(UTC))
+    moment = datetime.now(UTC)  # without a database: every snapshot's data was read by now
+    doc["id"] = cut_id = _cut_id(moment)
     for source in databases:
         doc["sources"][source.name] = _mark(source, cut_id)
-    moment = min(parse_time(doc["sources"][s.name]["time"]) for s in databases)
-    read_from = min(
-        parse_time(f["read_from"]) for n, f in doc["sources"].items() if "read_from" in f
-    )
+    if databases:
+        moment = min(parse_time(doc["sources"][s.name]["time"]) for s in databases)
+    reads = [parse_time(f["read_from"]) for f in doc["sources"].values() if "read_from" in f]
     doc["time"] = moment.isoformat()
-    doc["skew_seconds"] = round(max(0.0, (moment - read_from).total_seconds()), 3)
+    doc["skew_seconds"] = round(max(0.0, (moment - min(reads, default=moment)).total_seconds()), 3)
     repo.put_log_file(f"{PREFIX}{service}/{cut_id}", json.dumps(doc).encode())
     return doc
 
