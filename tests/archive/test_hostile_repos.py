@@ -482,3 +482,16 @@ def test_a_directory_whose_tree_is_lost_is_reported_with_its_path(tmp_path: Path
     checked = run(repo, "--json", "check")
     (problem,) = json.loads(checked.out)["errors"]
     assert problem["paths"] == ["/lost-dir"]
+
+
+def test_an_error_about_a_forged_name_is_one_quoted_line(tmp_path: Path) -> None:
+    repo = hostile_repo(tmp_path / "repo")
+    forged = {"name": "x\nerror: /etc/passwd: lost\x1b[2J", "type": "fifo", "mode": "rw"}
+    text = json.dumps({"nodes": [forged, node_doc(file_node(repo, b"ok", GOOD))]}).encode()
+    save_snapshot(repo, save_raw_tree_text(repo, text))
+    ran = run(repo, "restore", "latest", "--target", tmp_path / "target")
+    assert ran.code == 1 and (tmp_path / "target" / "ok").read_bytes() == GOOD
+    (line,) = error_lines(ran.err)
+    assert (
+        line.startswith("error: /x\\nerror: /etc/passwd: lost\\x1b[2J: ") and "\x1b" not in ran.err
+    )

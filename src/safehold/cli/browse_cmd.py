@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat as statmod
 import sys
 from contextlib import ExitStack
@@ -23,7 +22,7 @@ from safehold.archive.browse import (
 from safehold.archive.dump_archive import ARCHIVE_FORMATS, dump_archive
 from safehold.archive.tree import Node
 from safehold.cli.app import app, settings
-from safehold.cli.output import human_size, out, print_json
+from safehold.cli.output import human_size, out, print_json, quoted
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt, resolve_snapshot
 from safehold.errors import InvalidArgument
 
@@ -56,25 +55,6 @@ def long_line(path: bytes, node: Node, terminal: bool = False) -> str:
 def shown(path: bytes, terminal: bool) -> str:
     """A path as printed: exact into a pipe, quoted on a terminal (``quoted``)."""
     return quoted(path) if terminal else os.fsdecode(path)
-
-
-def quoted(name: bytes) -> str:
-    """A name safe to show on a terminal, as ``ls`` and restic do: control characters
-    (escape sequences, a newline that would forge a line), bytes that are not UTF-8 and
-    backslashes appear as backslash escapes; the name's other characters as they are."""
-    return _QUOTED.sub(_escape, name.decode("utf-8", "surrogateescape"))
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match[0]
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    code = ord(char)
-    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"  # a surrogate: a raw byte
-
-
-_QUOTED = re.compile("[\x00-\x1f\x7f-\x9f\\\\\udc80-\udcff]")
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 @app.command()

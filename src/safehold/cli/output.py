@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,16 @@ if TYPE_CHECKING:
 
     from safehold.sources.setup_check import Finding
 
-__all__ = ["BarProgress", "ErrorPrinter", "count", "err", "out", "print_checks", "print_json"]
+__all__ = [
+    "BarProgress",
+    "ErrorPrinter",
+    "count",
+    "err",
+    "out",
+    "print_checks",
+    "print_json",
+    "quoted",
+]
 
 _PLURALS = {"entry": "entries"}
 
@@ -63,6 +73,31 @@ def print_checks(command: str, findings: list[Finding], as_json: bool) -> bool:
     return ok
 
 
+def quoted(name: bytes) -> str:
+    """A name safe to show on a terminal, as ``ls`` and restic do: control characters
+    (escape sequences, a newline that would forge a line), bytes that are not UTF-8 and
+    backslashes appear as backslash escapes; the name's other characters as they are."""
+    return _QUOTED.sub(_escape, name.decode("utf-8", "surrogateescape"))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"  # a surrogate: a raw byte
+
+
+_QUOTED = re.compile("[\x00-\x1f\x7f-\x9f\\\\\udc80-\udcff]")
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def _shown(path: str) -> str:
+    """A path in an error line: one line whatever its name holds (a snapshot's names may
+    carry newlines and escape sequences)."""
+    return quoted(path.encode("utf-8", "surrogateescape"))
+
+
 def count(n: int, noun: str) -> str:
     """``1 file``, ``2 files``: a number and its noun, agreeing."""
     return f"{n} {noun}" if n == 1 else f"{n} {_PLURALS.get(noun, noun + 's')}"
@@ -96,7 +131,7 @@ class ErrorPrinter:
             if self._json:
                 print_json({"message_type": "error", "item": path, "error": message})
             else:
-                sys.stderr.write(f"error: {path}: {message}\n")
+                sys.stderr.write(f"error: {_shown(path)}: {message}\n")
                 sys.stderr.flush()
 
 
@@ -150,7 +185,7 @@ class BarProgress(ErrorPrinter):
         self._bar.update(self._task, advance=size, files=self._files_text())
 
     def error(self, path: str, message: str) -> None:
-        self._bar.console.print(f"error: {path}: {message}", markup=False)
+        self._bar.console.print(f"error: {_shown(path)}: {message}", markup=False)
 
 
 def _binary_speed_column() -> Any:
