@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import ErrorPrinter, human_size, out, print_json
+from safehold.cli.output import ErrorPrinter, count, human_size, out, print_json
 
 if TYPE_CHECKING:
     from safehold.sources.mysql.client import MysqlConn
@@ -239,7 +239,7 @@ def binlog_archive(
             print_json({"message_type": "summary", **vars(run)})
         elif not s.quiet:
             out().print(
-                f"archived {len(run.stored)} binlogs ({', '.join(run.stored) or 'none new'}); "
+                f"archived {count(len(run.stored), 'binlog')} ({', '.join(run.stored) or 'none new'}); "
                 f"current {run.current}"
                 + (f"; MISSING on the server: {', '.join(run.missing)}" if run.missing else "")
             )
@@ -265,10 +265,10 @@ def status(
     for st in statuses:
         out().print(
             f"instance {st.instance}: {len(st.backups)} physical backups, {len(st.dumps)} dumps, "
-            f"{st.binlog_files} binlogs ({st.binlog_first} .. {st.binlog_last})"
+            f"{count(st.binlog_files, 'binlog')} ({st.binlog_first} .. {st.binlog_last})"
         )
         for g in st.gaps:
-            out().print(f"  GAP: {g['files']} binlogs missing after {g['after']}")
+            out().print(f"  GAP: {count(g['files'], 'binlog')} missing after {g['after']}")
         for w in st.windows:
             out().print(f"  restorable: {w['from']} .. {w['to']}")
         if st.rpo_exposure_seconds is not None:

@@ -8,7 +8,7 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
-from safehold.cli.output import err, human_size, out, print_json
+from safehold.cli.output import count, err, human_size, out, print_json
 from safehold.errors import SafeholdError
 from safehold.ops.prune import (
     PrunePlan,
@@ -84,7 +84,7 @@ def run_prune(s: Settings, repo: Repository, max_unused: float, dry_run: bool) -
             )
     if result is not None and result.undeletable:
         raise SafeholdError(
-            f"{len(result.undeletable)} objects could not be deleted (first: "
+            f"{count(len(result.undeletable), 'object')} could not be deleted (first: "
             f"{result.undeletable[0][0]}: {result.undeletable[0][1]}); the next prune retries"
         )
 
@@ -113,7 +113,8 @@ def _doc(plan: PrunePlan, result: PruneResult | None, dry_run: bool) -> dict[str
 def _print(plan: PrunePlan, result: PruneResult | None, dry_run: bool) -> None:
     o = out()
     o.print(
-        f"{plan.snapshots} snapshots use {plan.used_blobs} blobs ({human_size(plan.used_bytes)})",
+        f"{count(plan.snapshots, 'snapshot')} use {count(plan.used_blobs, 'blob')}"
+        f" ({human_size(plan.used_bytes)})",
         markup=False,
     )
     o.print(
@@ -130,8 +131,9 @@ def _print(plan: PrunePlan, result: PruneResult | None, dry_run: bool) -> None:
         o.print("dry run: nothing changed")
     elif result is not None:
         o.print(
-            f"wrote {result.new_packs} packs and {len(result.new_index)} index documents; "
-            f"deleted {result.deleted_packs} packs",
+            f"wrote {count(result.new_packs, 'pack')} and"
+            f" {count(len(result.new_index), 'index document')};"
+            f" deleted {count(result.deleted_packs, 'pack')}",
             markup=False,
         )
         for key, why in result.undeletable:

@@ -12,7 +12,7 @@ import typer
 from safehold.archive.progress import Progress
 from safehold.cli.app import app, settings
 from safehold.cli.context import Settings
-from safehold.cli.output import BarProgress, ErrorPrinter, human_size, out, print_json
+from safehold.cli.output import BarProgress, ErrorPrinter, count, human_size, out, print_json
 from safehold.errors import InvalidArgument
 from safehold.ops.replicate import (
     COPY_ORDER,
@@ -209,20 +209,20 @@ def _report(result: ReplicationResult, s: Settings) -> None:
     held = sum(st.held_back for st in result.prefixes.values())
     if held:
         sys.stderr.write(
-            f"warning: {held} objects held back (an earlier phase failed); run again\n"
+            f"warning: {count(held, 'object')} held back (an earlier phase failed); run again\n"
         )
     sys.stderr.flush()
     if s.quiet and result.ok:
         return
     skipped = sum(st.skipped for st in result.prefixes.values())
     line = (
-        f"copied {result.copied} objects ({human_size(result.copied_bytes)})"
+        f"copied {count(result.copied, 'object')} ({human_size(result.copied_bytes)})"
         f" in {result.seconds:.1f} s ({result.mb_per_s:.1f} MB/s), {skipped} already there"
     )
     if result.deleted:
         line += f", deleted {result.deleted}"
     if result.errors:
-        line += f"; {len(result.errors)} errors"
+        line += f"; {count(len(result.errors), 'error')}"
     out().print(line, markup=False)
 
 
