@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bcrypt
+
 from tests.servers import free_port
 from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env, init_repo, write_password
 
 VIEWER_TOKEN = "viewer-5be1c0a7d3f84e2a9c"
 OPERATOR_TOKEN = "operator-61f0e2b4a8c94d7f"
+VIEWER_USER, VIEWER_PASSWORD = "ann", "ann-correct-horse"
 WEBHOOK_SECRET = "hooktoken-9f3e1d2c"
 DSN_SECRET = "dsnpass-7a6b5c4d"
 
@@ -134,6 +137,8 @@ def make_site(base: Path, rpo: str = "1h", extra_daemon: str = "") -> Site:
     (data / "sub" / "b.bin").write_bytes(os.urandom(3000))
     (base / "viewer.token").write_text(VIEWER_TOKEN + "\n")
     (base / "operator.token").write_text(OPERATOR_TOKEN + "\n")
+    hashed = bcrypt.hashpw(VIEWER_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    (base / "viewers.htpasswd").write_text(f"# htpasswd -B\n{VIEWER_USER}:{hashed}\n")
     port = free_port()
     config = base / "safehold.toml"
     config.write_text(
@@ -176,6 +181,7 @@ schedule = "off"
 [daemon.http_auth]
 viewer_token_file = "{base / "viewer.token"}"
 operator_token_file = "{base / "operator.token"}"
+viewer_password_file = "{base / "viewers.htpasswd"}"
 [[daemon.alerts.webhooks]]
 url_env = "DASHBOARD_TEST_WEBHOOK"
 timeout = "1s"
@@ -189,7 +195,14 @@ timeout = "1s"
         f"http://127.0.0.1:{port}",
         env,
         password.read_text(),
-        secrets=[password.read_text(), WEBHOOK_SECRET, DSN_SECRET, VIEWER_TOKEN, OPERATOR_TOKEN],
+        secrets=[
+            password.read_text(),
+            WEBHOOK_SECRET,
+            DSN_SECRET,
+            VIEWER_TOKEN,
+            OPERATOR_TOKEN,
+            VIEWER_PASSWORD,
+        ],
     )
 
 

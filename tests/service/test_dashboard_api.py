@@ -4,6 +4,7 @@ reveals a secret, and the OpenAPI schema describes every route."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from safehold.service.http.redact import MASK
 from tests.service.dashboard_helpers import (
     DSN_SECRET,
     OPERATOR_TOKEN,
+    VIEWER_PASSWORD,
     VIEWER_TOKEN,
+    VIEWER_USER,
     Site,
     make_site,
     start_daemon,
@@ -150,6 +153,10 @@ def test_tokens_decide_who_reads_and_acts(site: Site) -> None:
     assert status == 401 and json.loads(body) == {"error": "invalid credentials"}
     assert VIEWER_TOKEN[:6].encode() not in body and b"viewer" not in body
     assert site.get("/api/v1/status", token=OPERATOR_TOKEN)[0] == 200
+    basic = base64.b64encode(f"{VIEWER_USER}:{VIEWER_PASSWORD}".encode()).decode()
+    assert site.get("/api/v1/status", token=None, Authorization=f"Basic {basic}")[0] == 200
+    wrong_basic = base64.b64encode(f"{VIEWER_USER}:nope".encode()).decode()
+    assert site.get("/api/v1/status", token=None, Authorization=f"Basic {wrong_basic}")[0] == 401
 
     before = len(site.json("/api/v1/jobs?job=app/files%20backup&limit=100")["runs"])
     assert site.get("/api/v1/services/app/backup", token=None, method="POST")[0] == 401

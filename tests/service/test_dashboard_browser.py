@@ -19,7 +19,9 @@ import pytest
 
 from tests.service.dashboard_helpers import (
     OPERATOR_TOKEN,
+    VIEWER_PASSWORD,
     VIEWER_TOKEN,
+    VIEWER_USER,
     Site,
     make_site,
     start_daemon,
@@ -88,6 +90,13 @@ class Tab:
         self.open("/login")
         self.page.fill("#token-form input[name=token]", token)
         self.page.click("#token-form button")
+        self.page.wait_for_load_state("networkidle")
+
+    def login_password(self, user: str, password: str) -> None:
+        self.open("/login")
+        self.page.fill("#password-form input[name=user]", user)
+        self.page.fill("#password-form input[name=password]", password)
+        self.page.click("#password-form button")
         self.page.wait_for_load_state("networkidle")
 
     def card_state(self, service: str) -> str:
@@ -177,7 +186,8 @@ def test_every_page_renders_without_errors_and_the_chart_has_its_points(
 ) -> None:
     tab = Tab(browser, site, artifacts)
     try:
-        tab.login(OPERATOR_TOKEN)
+        tab.login_password(VIEWER_USER, VIEWER_PASSWORD)  # a viewer from the password file
+        assert tab.page.text_content(".who .role") == "viewer"
         snapshot = site.json("/api/v1/services/app/snapshots")[-1]["id"]
         data = str(site.base / "data")
         pages = {

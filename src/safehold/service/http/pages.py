@@ -7,6 +7,7 @@ who is not an operator, changes nothing.
 
 from __future__ import annotations
 
+import tempfile
 import urllib.parse
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from safehold.archive.browse import dump_file
+from safehold.archive.browse import dump_file, find_node
 from safehold.errors import SafeholdError
 from safehold.service.history import OUTCOMES
 from safehold.service.http.api import request_backup
@@ -164,15 +165,11 @@ def download(request: Request, service: str, snapshot: str, path: SnapshotPath) 
     dashboard = _dashboard(request)
     if not dashboard.policy.daemon.http_allow_download:
         raise HttpProblem(403, "downloads are off: [daemon] http_allow_download = true allows them")
-    from safehold.archive.browse import find_node
-
     snap = find_service_snapshot(dashboard, service, snapshot)
     repo = dashboard.browsable(dashboard.policy.repository_of(service))
     node = find_node(repo, snap, path)
     if node is None or node.type != "file":
         raise HttpProblem(400, f"{path} is not a regular file in snapshot {snap.short_id}")
-    import tempfile
-
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
     try:
         dump_file(repo, node, spool)  # type: ignore[arg-type]
