@@ -7,6 +7,7 @@ evaluating at a later ``now``; the CLI tests (tests/e2e/test_status_cli.py) let 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,7 +29,9 @@ from safehold.service.history import JobHistory
 from safehold.service.paths import HISTORY_FILE
 from safehold.storage import LocalStore
 from tests.conftest import CHEAP_KDF, PASSWORD, SAFEHOLD
+from tests.servers import S3Server
 from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (module-scoped cluster fixture)
+from tests.sources.pg_server import PgCluster
 
 FILES_JOB = JobId("backup", "app/files", "backup")
 POLICY = """
@@ -228,14 +231,18 @@ def test_replica_lag_and_replica_problems(setup: Setup) -> None:
 
     time.sleep(0.05)
     second = setup.backup()
-    (replica,) = evaluate(setup.policy, datetime.now(UTC)).replicas
+    now = datetime.now(UTC) + timedelta(minutes=5)
+    (replica,) = evaluate(setup.policy, now).replicas
     snaps = {
         s.id: s.datetime for s in Repository.open(LocalStore(setup.repo), PASSWORD).list_snapshots()
     }
     assert replica.newest_replica == snaps[first] and replica.newest_primary == snaps[second]
-    assert replica.lag == snaps[second] - snaps[first] > timedelta(0)
+    # behind since the second snapshot, which it cannot restore
+    assert replica.lag == now - snaps[second] > timedelta(minutes=5)
     assert replica.missing_objects is not None and replica.missing_objects > 0
     assert replica.to_dict()["lag_seconds"] == round(replica.lag.total_seconds(), 3)
+    assert {"packs", "index", "snapshots"} <= set(replica.missing)
+    assert replica.behind is not None and second[:8] in replica.behind["reason"]
 
     shutil.rmtree(setup.replica)  # a different repository where the replica should be
     Repository.init(LocalStore(setup.replica), PASSWORD, CHEAP_KDF)
@@ -265,22 +272,24 @@ state_dir = "{state}"
 """
 
 
+def pg_policy(env: PgEnv, cluster: PgCluster, base: Path) -> str:
+    return PG_POLICY.format(
+        repo=env.repo,
+        password=env.password_file,
+        pgdata=cluster.pgdata,
+        host=cluster.sockdir,
+        port=cluster.port,
+        state=base / "state",
+    )
+
+
 def test_postgres_recovery_point_is_the_newest_archived_wal(
     pg_env: PgEnv,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     cluster = pg_env.cluster("status")
     config = tmp_path / "safehold.toml"
-    config.write_text(
-        PG_POLICY.format(
-            repo=pg_env.repo,
-            password=pg_env.password_file,
-            pgdata=cluster.pgdata,
-            host=cluster.sockdir,
-            port=cluster.port,
-            state=tmp_path / "state",
-        )
-    )
+    config.write_text(pg_policy(pg_env, cluster, tmp_path))
     policy = load_policy(config)
     setup = Setup(tmp_path, config)
     setup.run_job(JobId("backup", "db/pg", "full"))
@@ -309,3 +318,74 @@ def test_postgres_recovery_point_is_the_newest_archived_wal(
     cached_seconds = time.monotonic() - started
     assert again.recovery_point == source.recovery_point
     print(f"evaluate: {first_seconds:.3f} s, then {cached_seconds:.3f} s with the WAL time cached")
+
+
+def test_replica_lag_is_the_age_of_its_newest_restorable_commit(
+    pg_env: PgEnv,  # noqa: F811
+    seaweedfs: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica on SeaweedFS holds every snapshot but lacks one WAL segment: it cannot
+    restore past the commit before the gap, so its lag is that commit's age (measured
+    with PostgreSQL's own commit timestamps), and the segment is named as missing WAL."""
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"lag-{time.monotonic_ns()}"
+    client = seaweedfs.client()
+    client.create_bucket(Bucket=bucket)
+    replica = seaweedfs.location(bucket, "replica")
+    cluster = pg_env.cluster("lag")
+    config = tmp_path / "safehold.toml"
+    config.write_text(
+        pg_policy(pg_env, cluster, tmp_path).replace(
+            "[[services.db.sources]]",
+            f'[[repositories.main.replicas]]\nlocation = "{replica}"\n\n[[services.db.sources]]',
+        )
+    )
+    setup = Setup(tmp_path, config)
+    setup.run_job(JobId("backup", "db/pg", "full"))
+    system_id = str(cluster.sql("SELECT system_identifier FROM pg_control_system()")[0][0])
+
+    def commit(n: int) -> tuple[datetime, str]:
+        """One row committed, its segment archived: (its commit time, the segment)."""
+        cluster.sql("CREATE TABLE IF NOT EXISTS lag (n int)")
+        cluster.sql("INSERT INTO lag VALUES (%s)", n)
+        at = cluster.sql("SELECT pg_xact_commit_timestamp(xmin) FROM lag WHERE n = %s", n)[0][0]
+        segment = cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+        cluster.wait_archived()
+        return at, segment
+
+    restorable, _ = commit(1)
+    time.sleep(5)  # later commits are seconds newer: a lag counted from them would show
+    _, lost = commit(2)
+    commit(3)
+    setup.run_job(JobId("replicate", "main", replica))
+    client.delete_object(Bucket=bucket, Key=f"replica/wal/{system_id}/{lost}")
+
+    now = datetime.now(UTC)
+    (status,) = evaluate(setup.policy, now).replicas
+    assert status.lag is not None and status.problem is None
+    expected = now - restorable
+    print(f"lag {status.lag.total_seconds():.1f} s, newest restorable commit {expected}")
+    assert abs(status.lag - expected) < timedelta(seconds=2)
+    assert status.missing == {"WAL": 1}
+    assert status.behind is not None and "WAL of PostgreSQL cluster" in status.behind["reason"]
+    (db,) = status.logs
+    assert db["name"] == system_id and str(db["replica_newest"]) < str(db["primary_newest"])
+
+    proc = subprocess.run(
+        [*SAFEHOLD, *pg_env.safehold_args, "--json", "replicate", "--to", replica, "--status"],
+        capture_output=True,
+        check=True,
+    )
+    doc = json.loads(proc.stdout)
+    assert doc["missing"]["wal"]["names"] == [f"wal/{system_id}/{lost}"]
+    assert doc["missing"]["wal"]["kind"] == "WAL" and doc["lag_seconds"] > 5
+
+    subprocess.run(  # the log follower's one-shot form fills the gap
+        [*SAFEHOLD, *pg_env.safehold_args, "replicate", "--to", replica, "--logs-only"],
+        check=True,
+    )
+    (status,) = evaluate(setup.policy, datetime.now(UTC)).replicas
+    assert status.lag == timedelta(0) and status.missing == {} and status.behind is None

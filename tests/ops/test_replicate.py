@@ -274,12 +274,51 @@ def test_status_reports_lag_and_missing(source: Repository, tmp_path: Path) -> N
     later = datetime(2026, 1, 1, 3, 30, tzinfo=UTC)
     write(tmp_path / "data" / "d.bin", uuid.uuid4().bytes * 8000)
     snap = backup(source, tmp_path / "data", time=format_time(later)).snapshot
-    behind = replication_status(source, target, cap=1)
-    assert behind.lag_seconds == timedelta(hours=2, minutes=30).total_seconds()
+    now = later + timedelta(minutes=10)
+    behind = replication_status(source, target, cap=1, now=now)
+    # the replica cannot restore the new snapshot, taken 10 minutes before "now"
+    assert behind.lag_seconds == 600
+    assert behind.behind is not None and behind.behind.since == later
+    assert f"snapshot {snap.short_id}" in behind.behind.reason
+    assert "packs, index, snapshots" in behind.behind.reason
     assert behind.primary_newest is not None and behind.primary_newest.id == snap.id
     assert behind.missing["snapshots"].names == (f"snapshots/{snap.id}",)
     assert behind.missing["data"].count >= 1 and len(behind.missing["data"].names) == 1
     assert {"index", "snapshots"} <= set(behind.missing) and not behind.extra
+    assert behind.missing_by_kind()["snapshots"] == 1 and behind.missing["data"].kind == "packs"
+
+
+def test_a_replica_missing_a_pack_is_never_0s_behind(source: Repository, tmp_path: Path) -> None:
+    """A pack lost on the replica makes the snapshots written after it unrestorable
+    there, though the replica holds every snapshot: the lag counts from the oldest."""
+    target = LocalStore(tmp_path / "replica")
+    replicate(source, target)
+    first, second = source.list_snapshots()
+    written = {info.key: info.modified for info in source.store.list("")}
+    first_written = written[f"snapshots/{first.id}"]
+    assert first_written is not None  # a local store says when each object was written
+    second_only = sorted(  # packs the second backup wrote (after the first snapshot)
+        k for k, t in written.items() if k.startswith("data/") and t and t > first_written
+    )
+    assert second_only
+    now = datetime(2026, 1, 1, 2, tzinfo=UTC)
+
+    target.delete(second_only[0])  # the second snapshot's pack only
+    st = replication_status(source, target, now=now)
+    assert st.behind is not None and st.behind.since == second.datetime
+    assert st.lag_seconds == (now - second.datetime).total_seconds() > 0
+    assert st.missing_by_kind() == {"packs": 1} and "missing on the replica: packs" in (
+        st.behind.reason
+    )
+
+    oldest = sorted(info.key for info in source.store.list("data/"))
+    for key in oldest:
+        if key not in second_only:
+            target.delete(key)  # a pack the first snapshot may need
+            break
+    st = replication_status(source, target, now=now)
+    assert st.behind is not None and st.behind.since == first.datetime
+    assert st.lag_seconds == (now - first.datetime).total_seconds()
 
 
 def test_refuses_another_repository(source: Repository, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FULL = "sync/db full"
 CONFIG = "sync/config backup"
 LOGS = JobId("backup", "sync/db", "logs")
+FOLLOWER = JobId("replicate-logs", "main", "/srv/backups/copy")  # the replica's log follower
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -99,7 +100,9 @@ def status() -> ProtectionStatus:
     )
     config = SourceStatus("sync", "config", "files", timedelta(minutes=15))  # never backed up
     service = ServiceStatus("sync", timedelta(minutes=15), timedelta(hours=1), [db, config])
-    replica = ReplicaStatus("main", "/srv/backups/copy", lag=timedelta(minutes=7))
+    replica = ReplicaStatus(
+        "main", "/srv/backups/copy", lag=timedelta(minutes=7), missing_objects=1, missing={"WAL": 1}
+    )
     return ProtectionStatus(NOW, [service], [replica])
 
 
@@ -126,7 +129,8 @@ def test_jobs_archivers_and_status_are_scraped(policy: Policy, history: JobHisto
     record(history, CONFIG, "failed", NOW - timedelta(minutes=30), 2, error="denied")
     archiver = ArchiverState(up=True, restarts=2, since=NOW - timedelta(minutes=10))
     started = NOW - timedelta(days=1)
-    view = DaemonView(policy, history, started, status, lambda: {LOGS: archiver})
+    states = {LOGS: archiver, FOLLOWER: ArchiverState(up=False, restarts=1, since=NOW)}
+    view = DaemonView(policy, history, started, status, lambda: states)
     server = serve(view)
     try:
         samples = scrape(server)
@@ -164,6 +168,10 @@ def test_jobs_archivers_and_status_are_scraped(policy: Policy, history: JobHisto
     replicate = {"job_name": "replicate main to /srv/backups/copy", "target": "main"}
     assert value(samples, "safehold_job_runs_total", **replicate, outcome="success") == 0
     assert value(samples, "safehold_job_runs_total", job_name="check main", outcome="failed") == 0
+    follower = {"repository": "main", "replica": "/srv/backups/copy"}
+    assert value(samples, "safehold_replica_log_follower_up", **follower) == 0
+    assert value(samples, "safehold_archiver_up", job_name=str(FOLLOWER)) is None
+    assert value(samples, "safehold_job_runs_total", job_name=str(FOLLOWER), outcome="failed") == 0
 
     logs = {"job_name": "sync/db logs", "service": "sync", "source": "db"}
     assert value(samples, "safehold_archiver_up", **logs) == 1
@@ -189,6 +197,8 @@ def test_jobs_archivers_and_status_are_scraped(policy: Policy, history: JobHisto
     assert value(samples, "safehold_status_timestamp_seconds") == NOW.timestamp()
     lag = {"repository": "main", "replica": "/srv/backups/copy"}
     assert value(samples, "safehold_replica_lag_seconds", **lag) == 420
+    assert value(samples, "safehold_replica_missing_objects", **lag, kind="WAL") == 1
+    assert value(samples, "safehold_replica_missing_objects", **lag, kind="packs") == 0
 
 
 def test_each_scrape_reads_the_current_state(policy: Policy, history: JobHistory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -159,7 +160,8 @@ def _report_logs(result: LogCopyResult, target: str, s: Settings, always: bool) 
         print_json({"message_type": "replicate_logs", "target": target, **result.to_doc()})
     elif not s.quiet:
         out().print(
-            f"copied {result.copied} log files ({human_size(result.copied_bytes)}) to {target}",
+            f"copied {result.copied} log file{'' if result.copied == 1 else 's'}"
+            f" ({human_size(result.copied_bytes)}) to {target}",
             markup=False,
         )
 
@@ -245,8 +247,11 @@ def _print_status(st: ReplicaStatus, s: Settings) -> None:
                 "primary_newest": _snapshot_doc(st.primary_newest),
                 "replica_newest": _snapshot_doc(st.replica_newest),
                 "lag_seconds": st.lag_seconds,
+                "behind": st.behind.to_doc() if st.behind is not None else None,
+                "logs": [db.to_doc() for db in st.logs],
                 "in_sync": st.in_sync,
                 "missing": {g: d.to_doc() for g, d in st.missing.items()},
+                "missing_by_kind": st.missing_by_kind(),
                 "extra": {g: d.to_doc() for g, d in st.extra.items()},
                 "differing": list(st.differing),
                 "unreadable": list(st.unreadable),
@@ -256,7 +261,19 @@ def _print_status(st: ReplicaStatus, s: Settings) -> None:
     console = out()
     console.print(f"primary: {_describe(st.primary_newest)}", markup=False)
     console.print(f"replica: {_describe(st.replica_newest)}", markup=False)
-    lag = "unknown (no snapshot on the replica)" if st.lag_seconds is None else _ago(st.lag_seconds)
+    for db in st.logs:
+        label = "PostgreSQL" if db.kind == "postgres" else "MariaDB"
+        console.print(
+            f"{label} {db.name}: the primary restores to {_moment(db.primary_newest)},"
+            f" the replica to {_moment(db.replica_newest)}",
+            markup=False,
+        )
+    if st.lag_seconds is None:
+        lag = "unknown (the replica does not exist yet)"
+    else:
+        lag = _ago(st.lag_seconds)
+        if st.behind is not None:
+            lag += f" (since {st.behind.since.isoformat()}: {st.behind.reason})"
     console.print(f"lag: {lag}", markup=False)
     console.print(_diff_line("missing on the replica", st.missing), markup=False)
     console.print(_diff_line("only on the replica (--delete removes)", st.extra), markup=False)
@@ -270,6 +287,10 @@ def _describe(ref: SnapshotRef | None) -> str:
     return "no snapshots" if ref is None else f"newest snapshot {ref.id[:8]} at {ref.time}"
 
 
+def _moment(moment: datetime | None) -> str:
+    return "nothing" if moment is None else moment.isoformat()
+
+
 def _ago(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -281,5 +302,5 @@ def _ago(seconds: float) -> str:
 def _diff_line(title: str, diffs: dict[str, PrefixDiff]) -> str:
     if not diffs:
         return f"{title}: nothing"
-    parts = [f"{g} {d.count} ({human_size(d.bytes)})" for g, d in diffs.items()]
+    parts = [f"{d.kind} {d.count} ({human_size(d.bytes)})" for d in diffs.values()]
     return f"{title}: " + ", ".join(parts)

@@ -149,9 +149,16 @@ def _replica_row(replica: ReplicaStatus, tz: ZoneInfo) -> tuple[str, ...]:
         _span(replica.lag),
         _when(replica.newest_primary, tz),
         _when(replica.newest_replica, tz),
-        str(replica.missing_objects) if replica.missing_objects is not None else "-",
+        _missing(replica),
         f"PROBLEM: {replica.problem}" if replica.problem else "-",
     )
+
+
+def _missing(replica: ReplicaStatus) -> str:
+    """``WAL 1, packs 2``: what the replica lacks, by kind."""
+    if replica.missing_objects is None:
+        return "-"
+    return ", ".join(f"{kind} {n}" for kind, n in replica.missing.items()) or "0"
 
 
 def render_status(result: ProtectionStatus, timezone: str = "UTC") -> str:
@@ -170,4 +177,9 @@ def render_status(result: ProtectionStatus, timezone: str = "UTC") -> str:
         head = ("replica of", "location", "lag", "newest primary", "newest replica", "missing")
         rows = [(*head, "problem"), *(_replica_row(r, tz) for r in result.replicas)]
         lines += ["", *_columns(rows, "")]
+        lines += [
+            f"  {r.location} behind since {r.behind['since']}: {r.behind['reason']}"
+            for r in result.replicas
+            if r.behind is not None
+        ]
     return "\n".join(lines) + "\n"

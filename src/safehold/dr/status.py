@@ -124,10 +124,13 @@ class SourceStatus:
 class ReplicaStatus:
     repository: str  # the policy's name of the primary
     location: str
-    lag: timedelta | None = None  # how far the replica's newest snapshot is behind
-    newest_primary: datetime | None = None
+    lag: timedelta | None = None  # age of the oldest point the replica cannot restore (0: none)
+    newest_primary: datetime | None = None  # newest snapshot on each side
     newest_replica: datetime | None = None
     missing_objects: int | None = None
+    missing: dict[str, int] = field(default_factory=dict)  # by kind: "WAL", "packs"...
+    behind: dict[str, str] | None = None  # since when the replica is behind, and why
+    logs: list[dict[str, object]] = field(default_factory=list)  # databases' newest points
     problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +141,9 @@ class ReplicaStatus:
             "newest_primary": _iso(self.newest_primary),
             "newest_replica": _iso(self.newest_replica),
             "missing_objects": self.missing_objects,
+            "missing": self.missing,
+            "behind": self.behind,
+            "logs": self.logs,
             "problem": self.problem,
         }
 
@@ -512,11 +518,13 @@ def _source_status(
     return status
 
 
-def _replica_statuses(name: str, repo: PolicyRepository, opened: _Opened) -> list[ReplicaStatus]:
-    return [_replica_status(name, replica.location, opened) for replica in repo.replicas]
+def _replica_statuses(
+    name: str, repo: PolicyRepository, opened: _Opened, now: datetime
+) -> list[ReplicaStatus]:
+    return [_replica_status(name, replica.location, opened, now) for replica in repo.replicas]
 
 
-def _replica_status(name: str, location: str, opened: _Opened) -> ReplicaStatus:
+def _replica_status(name: str, location: str, opened: _Opened, now: datetime) -> ReplicaStatus:
     """Lag of one replica; any error becomes its ``problem``."""
     from safehold.ops.replicate_status import replication_status
     from safehold.storage import open_store
@@ -526,7 +534,7 @@ def _replica_status(name: str, location: str, opened: _Opened) -> ReplicaStatus:
         status.problem = opened.problem
         return status
     try:
-        found = replication_status(opened.repo, open_store(location))
+        found = replication_status(opened.repo, open_store(location), now=now)
     except (SafeholdError, OSError) as exc:
         status.problem = f"replica unreadable: {_one_line(exc)}"
         return status
@@ -537,6 +545,9 @@ def _replica_status(name: str, location: str, opened: _Opened) -> ReplicaStatus:
     if found.lag_seconds is not None:
         status.lag = timedelta(seconds=found.lag_seconds)
     status.missing_objects = sum(diff.count for diff in found.missing.values())
+    status.missing = found.missing_by_kind()
+    status.behind = found.behind.to_doc() if found.behind is not None else None
+    status.logs = [db.to_doc() for db in found.logs]
     if not found.target_exists:
         status.problem = "the replica does not exist yet (never replicated)"
     return status
@@ -580,6 +591,6 @@ def evaluate(
                     _source_status(policy, name, source, opened, history, now, soonest, under_way)
                 )
         if replicas:
-            result.replicas += _replica_statuses(repo_name, repo, opened)
+            result.replicas += _replica_statuses(repo_name, repo, opened, now)
     result.services = list(services.values())
     return result

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import blake3
 
@@ -55,7 +56,7 @@ from safehold.errors import (
 )
 from safehold.repo.crypto import content_hash
 from safehold.repo.repository import Repository
-from safehold.storage.base import ObjectStore
+from safehold.storage.base import ObjectInfo, ObjectStore
 
 __all__ = [
     "COPY_ORDER",
@@ -104,11 +105,13 @@ def _is_content_addressed(key: str) -> bool:
 
 @dataclass(frozen=True)
 class Inventory:
-    """Every object (name → size) of the source and of the target, ``locks/`` left out."""
+    """Every object (name → size) of the source and of the target, ``locks/`` left out;
+    when the source's store says, when each of its objects was written."""
 
     source: dict[str, int]
     target: dict[str, int]
     target_exists: bool
+    written: dict[str, datetime] = field(default_factory=dict)  # source objects' times
 
     def missing(self) -> dict[str, int]:
         return {k: n for k, n in self.source.items() if k not in self.target}
@@ -122,12 +125,17 @@ class Inventory:
         return sorted(k for k, n in self.source.items() if k in self.target and self.target[k] != n)
 
 
-def listed(store: ObjectStore, prefix: str) -> dict[str, int]:
+def _infos(store: ObjectStore, prefix: str) -> dict[str, ObjectInfo]:
     return {
-        info.key: info.size
+        info.key: info
         for info in store.list(prefix)
         if info.key.split("/", 1)[0] != _SKIPPED and not info.key.startswith(".")
     }
+
+
+def listed(store: ObjectStore, prefix: str) -> dict[str, int]:
+    """Object name → size under ``prefix`` (``locks/`` and temporary files left out)."""
+    return {key: info.size for key, info in _infos(store, prefix).items()}
 
 
 def take_inventory(source: ObjectStore, target: ObjectStore) -> Inventory:
@@ -137,13 +145,21 @@ def take_inventory(source: ObjectStore, target: ObjectStore) -> Inventory:
     made before the full listing that gives the packs, so whatever a snapshot or an index
     needs was written before the listing that should contain it.
     """
-    snapshots = listed(source, "snapshots/")
-    indexes = listed(source, "index/")
+    snapshots = _infos(source, "snapshots/")
+    indexes = _infos(source, "index/")
     rest = {
-        k: n for k, n in listed(source, "").items() if group_of(k) not in ("snapshots", "index")
+        k: info
+        for k, info in _infos(source, "").items()
+        if group_of(k) not in ("snapshots", "index")
     }
+    infos = {**rest, **indexes, **snapshots}
     exists = target.exists()
-    return Inventory({**rest, **indexes, **snapshots}, listed(target, "") if exists else {}, exists)
+    return Inventory(
+        {k: info.size for k, info in infos.items()},
+        listed(target, "") if exists else {},
+        exists,
+        {k: info.modified for k, info in infos.items() if info.modified is not None},
+    )
 
 
 def check_target(source: ObjectStore, target: ObjectStore, inventory: Inventory) -> None:

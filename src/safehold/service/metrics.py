@@ -26,6 +26,7 @@ from safehold.dr.jobs import archiver_jobs, log_replication_jobs, replica_after_
 from safehold.dr.policy import Policy
 from safehold.dr.schedule import LOG_REPLICATION, JobId, scheduled_jobs
 from safehold.dr.status import ProtectionStatus
+from safehold.ops.replica_lag import KIND_NAMES
 from safehold.service.history import OUTCOMES, JobHistory, JobRun
 
 __all__ = [
@@ -270,18 +271,22 @@ def _replica_metrics(status: ProtectionStatus) -> Iterator[Metric]:
     labels = ("repository", "replica")
     lag = _gauge(
         "safehold_replica_lag_seconds",
-        "How far the replica's newest snapshot is behind the primary's.",
+        "Age of the oldest point the primary can restore and the replica cannot"
+        " (0: the replica restores everything the primary does).",
         labels,
     )
     missing = _gauge(
-        "safehold_replica_missing_objects", "Objects of the primary the replica lacks.", labels
+        "safehold_replica_missing_objects",
+        "Objects of the primary the replica lacks, by kind (packs, WAL, binlogs, index...).",
+        (*labels, "kind"),
     )
     for replica in status.replicas:
         values = [replica.repository, replica.location]
         if replica.lag is not None:
             lag.add_metric(values, replica.lag.total_seconds())
         if replica.missing_objects is not None:
-            missing.add_metric(values, replica.missing_objects)
+            for kind in KIND_NAMES.values():
+                missing.add_metric([*values, kind], replica.missing.get(kind, 0))
     yield from (lag, missing)
 
 

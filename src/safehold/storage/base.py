@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 __all__ = ["ObjectInfo", "ObjectStore"]
@@ -24,6 +25,7 @@ __all__ = ["ObjectInfo", "ObjectStore"]
 class ObjectInfo:
     key: str
     size: int
+    modified: datetime | None = None  # when it was written, where the store says (lists)
 
 
 class ObjectStore(Protocol):

@@ -269,7 +269,9 @@ class ObstoreStore:
                     for chunk in obstore.list(self._store, directory or None, chunk_size=1000):
                         for meta in chunk:
                             if meta["path"].startswith(prefix):
-                                found.append(ObjectInfo(meta["path"], meta["size"]))
+                                found.append(
+                                    ObjectInfo(meta["path"], meta["size"], meta["last_modified"])
+                                )
             except (obs_errors.BaseError, OSError, ValueError) as exc:
                 raise self._error(exc, "list", prefix) from exc
             return found

@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from safehold.errors import AlreadyExists, CorruptObject, NotARepository, NotFound, StoreError
@@ -124,7 +125,8 @@ class LocalStore:
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     try:  # lstat: a planted symlink is listed as itself (get refuses it)
-                        yield ObjectInfo(key, full.lstat().st_size)
+                        st = full.lstat()
+                        yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
                     except FileNotFoundError:
                         continue
 
