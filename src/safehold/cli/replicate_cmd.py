@@ -160,8 +160,8 @@ def _report_logs(result: LogCopyResult, target: str, s: Settings, always: bool) 
         print_json({"message_type": "replicate_logs", "target": target, **result.to_doc()})
     elif not s.quiet:
         out().print(
-            f"copied {result.copied} log file{'' if result.copied == 1 else 's'}"
-            f" ({human_size(result.copied_bytes)}) to {target}",
+            f"copied {count(result.copied, 'log file')} ({human_size(result.copied_bytes)})"
+            f" to {target}",
             markup=False,
         )
 
