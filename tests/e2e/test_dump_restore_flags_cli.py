@@ -196,3 +196,6 @@ def test_restore_dry_run_writes_nothing_and_tells_what_would_happen(
 
     never = dry_run(repo, target, "--overwrite", "never", "-i", repo.data / "hello.txt")
     assert never["actions"] == {"hello.txt": "keep"}
+    assert "need --target" in fail_line(
+        repo.cli, "restore", "latest", "--stdout-to-command", "cat", "--dry-run"
+    )

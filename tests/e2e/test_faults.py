@@ -617,11 +617,9 @@ def test_bad_snapshot_ids(populated: Populated, tmp_path: Path) -> None:
 def test_bad_paths_in_snapshot(populated: Populated, tmp_path: Path) -> None:
     cli, data = populated.cli, populated.data
     for path, words in (
-        (data / "sub", ("dir",)),
-        ("/", ("directory",)),
         (data / "nope", ("not in snapshot",)),
         ("relative/path", ("absolute",)),
-    ):
+    ):  # a directory (or "/") is dumped as a tar: tests/e2e/test_dump_restore_flags_cli.py
         line = one_line_error(cli.run("dump", "latest", path, check=False), 1)
         assert all(w in line for w in words), line
     line = one_line_error(cli.run("ls", "latest", data / "nope", check=False), 1)

@@ -82,6 +82,8 @@ def restore(
         raise InvalidArgument(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
     # a bad pattern or include is refused before any work
     Selection(include or [], exclude or [], iincludes=iinclude or [], iexcludes=iexclude or [])
+    if stdout_to_command is not None and (dry_run or exclude or iinclude or iexclude):
+        raise InvalidArgument("--dry-run, --exclude, --iinclude and --iexclude need --target")
     repo = s.open_repository(lock="shared")
     snap = resolve_snapshot(repo, snapshot, host, tag, path)
     if stdout_to_command is not None:  # sources/command.py; docs/sources.md
