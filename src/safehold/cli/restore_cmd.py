@@ -62,7 +62,7 @@ def restore(
         bool,
         typer.Option(
             "--no-special",
-            help="No device nodes, setuid/setgid bits or security.*/trusted.* xattrs"
+            help="No device nodes, setuid/setgid bits or `security.*`/`trusted.*` xattrs"
             " (for snapshots from other hosts; as root they are restored as recorded).",
         ),
     ] = False,
