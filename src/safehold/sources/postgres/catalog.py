@@ -13,19 +13,25 @@ __all__ = ["RecoveryTarget", "backups_of", "choose_backup", "segment_size_of", "
 
 @dataclass(frozen=True)
 class RecoveryTarget:
-    """Where recovery stops: exactly one of the fields, or none for the latest point."""
+    """Where recovery stops: exactly one of the fields, or none for the latest point.
+
+    ``immediate``: as soon as the base backup is consistent (``recovery_target =
+    'immediate'``); a plan's stop for a time after every archived commit when the newest
+    one is inside the backup itself (``recovery_plan.py``).
+    """
 
     time: str | None = None
     lsn: str | None = None
     xid: int | None = None
     name: str | None = None
+    immediate: bool = False
 
     @property
     def kind(self) -> str:
         for kind in ("time", "lsn", "xid", "name"):
             if getattr(self, kind) is not None:
                 return kind
-        return "latest"
+        return "immediate" if self.immediate else "latest"
 
 
 def backups_of(snapshots: list[Snapshot], system_id: str | None = None) -> list[Snapshot]:

@@ -157,7 +157,10 @@ def recovery_settings(options: RecoveryOptions) -> dict[str, str]:
         "restore_command": options.restore_command,
         "recovery_target_timeline": options.timeline,
     }
-    if t.kind != "latest":
+    if t.kind == "immediate":
+        settings["recovery_target"] = "immediate"
+        settings["recovery_target_action"] = "promote"
+    elif t.kind != "latest":
         settings[f"recovery_target_{t.kind}"] = str(getattr(t, t.kind))
         settings["recovery_target_action"] = "promote"
         settings["recovery_target_inclusive"] = "on" if options.inclusive else "off"

@@ -167,7 +167,8 @@ def _lineage(
 
 
 def _end_of_archive(repo: Repository, plan: RecoveryPlan, files: list[WalName]) -> None:
-    """A time target with no later commit archived becomes its last commit's LSN."""
+    """A time target with no later commit archived becomes its last commit's xid, or the
+    end of the base backup when no commit follows that."""
     assert plan.target.time is not None
     moment = parse_time(plan.target.time)
     seg_size = segment_size_of(plan.snapshot)
@@ -180,10 +181,22 @@ def _end_of_archive(repo: Repository, plan: RecoveryPlan, files: list[WalName]) 
     if any(n > last for n in segments):
         return  # a gap, then more WAL: recovery stops at the gap and says so
     newest = _newest_commit(repo, plan, segments, last, start_segno(plan.snapshot))
-    if newest is None or not _at_or_after(moment, newest.time, plan.inclusive):
+    if newest is not None and not _at_or_after(moment, newest.time, plan.inclusive):
         return  # a later commit is archived: PostgreSQL's time target stops right there
-    plan.stop = RecoveryTarget(xid=newest.xid)
+    backup_end = parse_lsn(plan.snapshot.source["stop_lsn"])
+    if newest is None and last - LOOKBACK_SEGMENTS > backup_end // seg_size:
+        return  # not read back to the backup's end: PostgreSQL's own answer, loud if wrong
     plan.inclusive = True
+    if newest is None or newest.lsn < backup_end:
+        # no commit after the backup's end at all: the backup itself, once consistent,
+        # is the point (an xid stop inside it would be "before consistent recovery point")
+        plan.stop = RecoveryTarget(immediate=True)
+        plan.note = (
+            f"no commit after {plan.target.time} and none after the base backup is "
+            "archived: recovering to the end of the base backup"
+        )
+        return
+    plan.stop = RecoveryTarget(xid=newest.xid)
     plan.note = (
         f"no commit after {plan.target.time} is archived yet: recovering up to the newest "
         f"archived commit, {newest.time.isoformat()} (xid {newest.xid}, "
