@@ -48,9 +48,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def backup(config: Path) -> None:
+FILES_BACKUP = JobId("backup", "app/files", "backup")
+
+
+def backup(config: Path, job: JobId = FILES_BACKUP) -> None:
+    """One job of the policy as the daemon runs it (the files source's backup by default)."""
     policy = load_policy(config)
-    (command,) = job_commands(policy, JobId("backup", "app/files", "backup"))
+    (command,) = job_commands(policy, job)
     subprocess.run(
         [*SAFEHOLD, *command.argv],
         env={**clean_env(), **command.env},
@@ -84,6 +88,24 @@ def test_never_backed_up_is_outside_then_a_backup_brings_it_within(tmp_path: Pat
 
     quiet = json.loads(run("--json", "status", "-c", str(config), "--no-replicas").stdout)
     assert quiet["replicas"] == []
+
+
+def test_a_replica_missing_a_pack_is_behind_and_says_what_it_lacks(tmp_path: Path) -> None:
+    config = setup(tmp_path, "1h")
+    backup(config)
+    backup(config, JobId("replicate", "main", str(tmp_path / "replica")))
+    synced = json.loads(run("--json", "status", "-c", str(config)).stdout)["replicas"][0]
+    assert synced["lag_seconds"] == 0 and synced["missing"] == {} and synced["behind"] is None
+
+    pack = next((tmp_path / "replica" / "data").rglob("*"))
+    while pack.is_dir():
+        pack = next(pack.iterdir())
+    pack.unlink()  # lost on the replica: its snapshot no longer restores there
+    replica = json.loads(run("--json", "status", "-c", str(config)).stdout)["replicas"][0]
+    assert replica["lag_seconds"] > 0 and replica["missing"] == {"packs": 1}
+    assert "missing on the replica: packs" in replica["behind"]["reason"]
+    text = run("status", "-c", str(config)).stdout
+    assert "packs 1" in text and f"{tmp_path / 'replica'} behind since" in text
 
 
 def test_a_short_rpo_is_breached_as_time_passes(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ point is the newest archived binlog event, later than the base backup."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from safehold.dr.jobs import job_commands
@@ -54,3 +54,58 @@ options.instance = "status-test"
     assert source.recovery_point > source.last_backup
     assert source.within_objective
     maria.sql("DROP DATABASE statusdb")
+
+
+def test_a_replica_missing_a_binlog_lags_by_the_age_of_its_newest_restorable_event(
+    maria: MariaServer, cli: CLI, tmp_path: Path
+) -> None:
+    """Binlogs archived after a backup, one of them lost on the replica: the replica
+    restores up to the event before the gap, and its lag is that event's age."""
+    cli.init()
+    password = tmp_path / "password"
+    password.write_bytes(PASSWORD)
+    replica = tmp_path / "replica"
+    config = tmp_path / "safehold.toml"
+    config.write_text(
+        f"""
+[repositories.main]
+location = "{cli.repo}"
+password_file = "{password}"
+[[repositories.main.replicas]]
+location = "{replica}"
+
+[services.shop]
+[[services.shop.sources]]
+name = "db"
+kind = "mysql"
+options.socket = "{maria.socket}"
+options.user = "root"
+options.instance = "lag-test"
+"""
+    )
+    policy = load_policy(config)
+    (full,) = job_commands(policy, JobId("backup", "shop/db", "full"))
+    cli.run(*full.argv)
+    (logs,) = job_commands(policy, JobId("backup", "shop/db", "logs"))
+    archive = [a for a in logs.argv if a not in ("--interval", "60")]
+    maria.sql("CREATE DATABASE lagdb; CREATE TABLE lagdb.t(id INT) ENGINE=InnoDB")
+    maria.sql("INSERT INTO lagdb.t VALUES (1)", "lagdb")
+    restorable = datetime.now(UTC)
+    cli.run(*archive, "--flush")
+    before = {p.name for p in (cli.repo / "binlog" / "lag-test").iterdir()}
+    time.sleep(4)  # later events are seconds newer: a lag counted from them would show
+    maria.sql("INSERT INTO lagdb.t VALUES (2)", "lagdb")
+    cli.run(*archive, "--flush")
+    (lost,) = {p.name for p in (cli.repo / "binlog" / "lag-test").iterdir()} - before
+    maria.sql("INSERT INTO lagdb.t VALUES (3)", "lagdb")
+    cli.run(*archive, "--flush")
+    (replicate,) = job_commands(policy, JobId("replicate", "main", str(replica)))
+    cli.run(*replicate.argv)
+    (replica / "binlog" / "lag-test" / lost).unlink()
+
+    now = datetime.now(UTC)
+    (status,) = evaluate(policy, now).replicas
+    assert status.lag is not None and status.missing == {"binlogs": 1}
+    assert abs(status.lag - (now - restorable)) < timedelta(seconds=2), status
+    assert status.behind is not None and "binlogs of MariaDB lag-test" in status.behind["reason"]
+    maria.sql("DROP DATABASE lagdb")
