@@ -9,24 +9,28 @@ from pathlib import Path
 
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import load_policy
+from safehold.dr.policy import Policy
 from safehold.dr.schedule import JobId
 from safehold.dr.status import evaluate
 from tests.conftest import CLI, PASSWORD
 from tests.sources.mysql_server import MariaServer
 
 
-def test_recovery_point_is_the_newest_archived_binlog_event(
-    maria: MariaServer, cli: CLI, tmp_path: Path
-) -> None:
+def mysql_policy(
+    maria: MariaServer, cli: CLI, tmp_path: Path, instance: str, replica: Path | None = None
+) -> Policy:
+    """A new repository and a policy backing up the session's MariaDB into it."""
     cli.init()
     password = tmp_path / "password"
     password.write_bytes(PASSWORD)
+    replicas = f'[[repositories.main.replicas]]\nlocation = "{replica}"' if replica else ""
     config = tmp_path / "safehold.toml"
     config.write_text(
         f"""
 [repositories.main]
 location = "{cli.repo}"
 password_file = "{password}"
+{replicas}
 
 [services.shop]
 [[services.shop.sources]]
@@ -34,10 +38,16 @@ name = "db"
 kind = "mysql"
 options.socket = "{maria.socket}"
 options.user = "root"
-options.instance = "status-test"
+options.instance = "{instance}"
 """
     )
-    policy = load_policy(config)
+    return load_policy(config)
+
+
+def test_recovery_point_is_the_newest_archived_binlog_event(
+    maria: MariaServer, cli: CLI, tmp_path: Path
+) -> None:
+    policy = mysql_policy(maria, cli, tmp_path, "status-test")
     (full,) = job_commands(policy, JobId("backup", "shop/db", "full"))
     cli.run(*full.argv)
     maria.sql("CREATE DATABASE statusdb; CREATE TABLE statusdb.t(id INT) ENGINE=InnoDB")
@@ -61,29 +71,8 @@ def test_a_replica_missing_a_binlog_lags_by_the_age_of_its_newest_restorable_eve
 ) -> None:
     """Binlogs archived after a backup, one of them lost on the replica: the replica
     restores up to the event before the gap, and its lag is that event's age."""
-    cli.init()
-    password = tmp_path / "password"
-    password.write_bytes(PASSWORD)
     replica = tmp_path / "replica"
-    config = tmp_path / "safehold.toml"
-    config.write_text(
-        f"""
-[repositories.main]
-location = "{cli.repo}"
-password_file = "{password}"
-[[repositories.main.replicas]]
-location = "{replica}"
-
-[services.shop]
-[[services.shop.sources]]
-name = "db"
-kind = "mysql"
-options.socket = "{maria.socket}"
-options.user = "root"
-options.instance = "lag-test"
-"""
-    )
-    policy = load_policy(config)
+    policy = mysql_policy(maria, cli, tmp_path, "lag-test", replica)
     (full,) = job_commands(policy, JobId("backup", "shop/db", "full"))
     cli.run(*full.argv)
     (logs,) = job_commands(policy, JobId("backup", "shop/db", "logs"))
