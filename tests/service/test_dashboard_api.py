@@ -147,6 +147,8 @@ def test_bad_and_huge_input_is_400(site: Site) -> None:
 def test_tokens_decide_who_reads_and_acts(site: Site) -> None:
     status, headers, body = site.get("/api/v1/status", token=None)
     assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
     assert json.loads(body) == {"error": "authentication required"}
     wrong = "wrong-token-" + VIEWER_TOKEN[:6]
     status, _, body = site.get("/api/v1/status", token=wrong)

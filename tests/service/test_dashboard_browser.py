@@ -176,6 +176,14 @@ def test_cards_follow_a_service_out_of_its_objective_and_back(
         tab.wait_card("app", "green")
         tab.page.screenshot(path=str(artifacts / "overview-back-in.png"), full_page=True)
         assert successful_backups(site, "app") == before + 1
+        # the API from the same session: the CSRF header is what makes the POST count
+        tab.open("/services/app")
+        assert tab.page.request.post(site.url + "/api/v1/services/app/backup").status == 403
+        csrf = tab.page.get_attribute("#backup-form input[name=csrf]", "value")
+        answer = tab.page.request.post(
+            site.url + "/api/v1/services/app/backup", headers={"X-CSRF-Token": str(csrf)}
+        )
+        assert answer.status == 202 and answer.json()["jobs"] == ["app/files backup"]
         assert tab.errors == []
     finally:
         tab.close()

@@ -82,9 +82,11 @@ def test_serve_alone_over_tls_reads_but_does_not_act(tmp_path: Path) -> None:
     )
     site.url = site.url.replace("http://", "https://")
     site.tls = ssl.create_default_context(cafile=str(cert))
-    start_serve(site)
+    start_serve(site, "--json")
     try:
         site.wait_up()
+        assert site.log is not None
+        assert f'"url": "https://127.0.0.1:{site.port}/"' in site.log.read_text()
         api = site.json("/api/v1/status")
         assert stable(api) == stable(site.cli_json("status"))
         assert api["within_objectives"] is False  # nothing was ever backed up

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from safehold.cli.app import app
-from safehold.cli.output import err
+from safehold.cli.app import app, settings
+from safehold.cli.output import err, print_json
 from safehold.cli.policy_file import ConfigOpt, load_config
 from safehold.dr.fields import OFF
 
@@ -41,12 +41,11 @@ def serve(
     from safehold.service.http.state import StatusLoop
     from safehold.service.paths import state_dir
 
-    del ctx
     path, policy = load_config(config)
-    settings = policy.daemon
-    address = listen or (settings.http if settings.http != OFF else DEFAULT_LISTEN)
+    daemon = policy.daemon
+    address = listen or (daemon.http if daemon.http != OFF else DEFAULT_LISTEN)
     problem = binding_problem(
-        address, settings.http_tls_cert is not None, settings.http_insecure, settings.http_auth
+        address, daemon.http_tls_cert is not None, daemon.http_insecure, daemon.http_auth
     )
     if problem is not None:
         raise InvalidArgument(problem)
@@ -57,7 +56,10 @@ def serve(
     loop = StatusLoop(policy, directory)
     server = build(policy, path, directory, lambda: loop.latest, None, address)
     loop.start()
-    err().print(f"safehold dashboard on {server.url}", markup=False)
+    if settings(ctx).json:
+        print_json({"message_type": "serving", "url": server.url, "config": path})
+    else:
+        err().print(f"safehold dashboard on {server.url}", markup=False)
     try:
         server.run()
     finally:
