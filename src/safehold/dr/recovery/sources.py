@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from safehold.archive.browse import dump_file, find_node
 from safehold.archive.restore import RestoreOptions, Restorer
 from safehold.dr.recovery.plan import LATEST, RecoveryPlan, SourcePlan, log_target_of
+from safehold.dr.recovery.walprefetch import WalPrefetcher, spool_of, spooled_restore_command
 from safehold.errors import RecoveryFailed, RecoveryRefused
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
@@ -41,8 +42,8 @@ class Restored:
     bytes_written: int = 0
     pg_result: Any = None  # sources.postgres.recovery.RecoveryResult
     pg_plan: Any = None  # sources.postgres.recovery_plan.RecoveryPlan
+    prefetcher: WalPrefetcher | None = None  # WAL fetched ahead while PostgreSQL replays
     reached: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- preflight --------------------------------------------------------------------------
@@ -76,6 +77,8 @@ def _targets(sp: SourcePlan) -> list[str]:
         return list(sp.paths.values())
     if sp.kind == "redis":
         return [os.path.join(sp.target, "dump.rdb")]
+    if sp.kind == "postgres":
+        return [sp.target, spool_of(sp.target)]
     if sp.kind in ("bucket", "command") and not sp.target.startswith("/"):
         return []  # a live bucket or a program: nothing on this disk
     return [sp.target]
@@ -225,14 +228,15 @@ def _restore_postgres(
     options = RecoveryOptions(
         target_dir=sp.target,
         target=pg_plan.stop,
-        restore_command=commands.restore,
+        restore_command=spooled_restore_command(spool_of(sp.target), commands.restore),
         timeline=pg_plan.timeline,
         archive_command=commands.archive,  # None: a copy never archives into the repository
         port=sp.port,
         inclusive=pg_plan.inclusive,
     )
     result = restore_base(repo, snap, options)
-    return Restored(result.restore.bytes_written, pg_result=result, pg_plan=pg_plan)
+    prefetcher = WalPrefetcher.for_plan(repo, pg_plan, sp.target).start()
+    return Restored(result.restore.bytes_written, result, pg_plan, prefetcher=prefetcher)
 
 
 def _restore_stream_or_bucket(repo: Repository, snap: Snapshot, sp: SourcePlan) -> Restored:
@@ -273,7 +277,11 @@ def start_source(
 
         result = restored.pg_result or RecoveryResult(snap, RestoreStats(), 0.0)
         conninfo = f"host={sp.host} port={sp.port} dbname=postgres user=postgres"
-        start_and_wait(result, sp.target, pg_bin_dir(sp.version), conninfo, plan.timeout, repo)
+        try:
+            start_and_wait(result, sp.target, pg_bin_dir(sp.version), conninfo, plan.timeout, repo)
+        finally:
+            if restored.prefetcher is not None:
+                restored.prefetcher.stop()
         if restored.pg_plan is not None:
             from safehold.sources.postgres.recovery_plan import check_reached
 

@@ -94,6 +94,9 @@ class Recovery:
             self.report.outcome, self.report.error = "failed", str(exc)
             if isinstance(exc, Interrupted):
                 self.report.outcome = "interrupted"
+        for restored in self.restored.values():
+            if restored.prefetcher is not None:
+                restored.prefetcher.stop()
         self.report.ended = utcnow().isoformat()
         if self.report.outcome in ("recovered", "unhealthy"):
             self.state.finish(self.report.outcome)

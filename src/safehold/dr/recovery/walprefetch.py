@@ -1,0 +1,139 @@
+"""WAL fetched ahead of a recovering PostgreSQL cluster.
+
+PostgreSQL asks its restore_command for one segment at a time and waits for each; with
+``safehold pg wal-fetch`` each ask starts a program and opens the repository, which made
+WAL replay the largest part of a recovery's time (bench/recover_run.py: 27 s of 31 for 15
+seconds of pgbench WAL). So while the base backup is restored and while PostgreSQL replays,
+the segments of the lineage it will read, from the backup's first on, are fetched in order
+by a few threads of this process into a spool directory beside the data directory; the
+restore_command takes a segment from the spool when it is there (``mv``, no program start)
+and asks ``wal-fetch`` otherwise. At most ``WINDOW`` segments wait in the spool, so the disk
+it takes is bounded; the spool is removed when recovery has ended.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from safehold.repo.repository import Repository
+from safehold.repo.snapshot import Snapshot
+
+__all__ = ["WalPrefetcher", "spool_of", "spooled_restore_command"]
+
+WINDOW = 32  # segments waiting in the spool at most (512 MiB of 16 MiB segments)
+WORKERS = 4
+
+
+def spool_of(pgdata: str) -> str:
+    return pgdata.rstrip("/") + ".wal-spool"
+
+
+def spooled_restore_command(spool: str, fallback: str) -> str:
+    """restore_command: the spool's segment if it is there; "not archived" for the segment
+    after the archive's end when the plan was made (a marker: asking the repository
+    would start a program only to hear so); else ``fallback``."""
+    q = shlex.quote(spool)
+    return (
+        f"if test -f {q}/%f; then mv {q}/%f %p; elif test -f {q}/%f.absent; then exit 1;"
+        f" else {fallback}; fi"
+    )
+
+
+class WalPrefetcher:
+    """Fetches ``names`` (in replay order) into ``spool``, ``WINDOW`` ahead of PostgreSQL."""
+
+    def __init__(
+        self, repo: Repository, system_id: str, names: list[str], spool: str, owner: str
+    ) -> None:
+        self.repo, self.system_id, self.names, self.spool = repo, system_id, names, spool
+        st = os.stat(owner)
+        self.uid, self.gid = st.st_uid, st.st_gid
+        self.fetched = 0
+        self.error: str | None = None
+        self.absent: str | None = None  # the segment after the archive's end
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-prefetch", daemon=True)
+
+    @classmethod
+    def for_plan(cls, repo: Repository, pg_plan: Any, pgdata: str) -> WalPrefetcher:
+        """The segments of ``pg_plan``'s lineage from its base backup's first one on."""
+        from safehold.sources.postgres.catalog import segment_size_of, start_segno
+        from safehold.sources.postgres.lineage import lineage_segments
+        from safehold.sources.postgres.walarchive import list_wal
+        from safehold.sources.postgres.walnames import segment_name
+
+        snap: Snapshot = pg_plan.snapshot
+        system_id = str(snap.source["system_id"])
+        segments = lineage_segments(
+            pg_plan.lineage, list(list_wal(repo.store, system_id)), segment_size_of(snap)
+        )
+        first = start_segno(snap)
+        names: list[str] = []
+        for segno in sorted(n for n in segments if n >= first):
+            if names and segno != first + len(names):
+                break  # a gap: recovery stops there (the fallback says why)
+            names.append(segments[segno].name)
+        prefetcher = cls(repo, system_id, names, spool_of(pgdata), pgdata)
+        if names and len(names) == len([n for n in segments if n >= first]):
+            end = first + len(names)  # the archive's end, not a gap
+            timeline = pg_plan.lineage.timeline_of_segment(end, segment_size_of(snap))
+            prefetcher.absent = segment_name(timeline, end, segment_size_of(snap))
+        return prefetcher
+
+    def start(self) -> WalPrefetcher:
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(self.spool, self.uid, self.gid)
+        if self.absent is not None:
+            open(os.path.join(self.spool, f"{self.absent}.absent"), "w").close()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop fetching and remove the spool (what PostgreSQL did not take is not needed)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+    def _run(self) -> None:
+        pending: list[Future[None]] = []
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="wal-fetch") as pool:
+            for name in self.names:
+                while not self._stop.is_set() and self._waiting(pending) >= WINDOW:
+                    time.sleep(0.05)
+                if self._stop.is_set() or self.error is not None:
+                    break
+                pending.append(pool.submit(self._fetch, name))
+
+    def _waiting(self, pending: list[Future[None]]) -> int:
+        pending[:] = [f for f in pending if not f.done()]
+        try:
+            names = os.listdir(self.spool)
+            return len(pending) + sum(1 for n in names if not n.endswith(".absent"))
+        except OSError:
+            return 0
+
+    def _fetch(self, name: str) -> None:
+        from safehold.errors import SafeholdError
+        from safehold.sources.postgres.walarchive import fetch_wal
+
+        if self._stop.is_set():
+            return
+        try:
+            data = fetch_wal(self.repo, self.system_id, name)
+            tmp = os.path.join(self.spool, f".{name}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            if os.geteuid() == 0:
+                os.chown(tmp, self.uid, self.gid)
+            os.replace(tmp, os.path.join(self.spool, name))
+            self.fetched += 1
+        except (SafeholdError, OSError) as exc:  # restore_command's own fetch takes over
+            self.error = f"{name}: {exc}"
