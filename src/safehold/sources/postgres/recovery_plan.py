@@ -91,7 +91,10 @@ def plan_recovery(
     snapshots = repo.list_snapshots()
     system_id = _system_id(backups_of(snapshots, system_id), snapshot_ref, system_id)
     archive = read_archive(repo.store, system_id)
-    setting, lineage = _lineage(repo, system_id, snapshots, archive, timeline, target, snapshot_ref)
+    production = production_lineage(repo, system_id, snapshots, archive)
+    setting, lineage = _lineage(
+        repo, snapshots, production, archive, timeline, target, snapshot_ref
+    )
     backups = backups_of(snapshots, system_id)
     if snapshot_ref is not None:
         snap = find_snapshot(backups, snapshot_ref)
@@ -106,18 +109,12 @@ def plan_recovery(
     plan = RecoveryPlan(snap, lineage, setting, target, target, inclusive)
     if target.time is not None:
         _end_of_archive(repo, plan, archive.files)
-    production = production_lineage(repo, system_id, snapshots, archive)
     if production.steps != lineage.steps:
-        plan.note = " ".join(
-            filter(
-                None,
-                [
-                    f"WARNING: following timelines {lineage.describe()}, NOT production's "
-                    f"lineage ({production.describe()}), as --timeline {timeline} asks.",
-                    plan.note,
-                ],
-            )
+        warning = (
+            f"WARNING: following timelines {lineage.describe()}, NOT production's lineage "
+            f"({production.describe()}), as --timeline {timeline} asks."
         )
+        plan.note = f"{warning} {plan.note}" if plan.note else warning
     return plan
 
 
@@ -139,17 +136,17 @@ def _system_id(backups: list[Snapshot], snapshot_ref: str | None, system_id: str
 
 def _lineage(
     repo: Repository,
-    system_id: str,
     snapshots: list[Snapshot],
+    production: Lineage,
     archive: WalArchive,
     timeline: str | None,
     target: RecoveryTarget,
     snapshot_ref: str | None,
 ) -> tuple[str, Lineage]:
     """(recovery_target_timeline, the lineage it means)."""
+    system_id = production.system_id
     if timeline in (None, "", "production"):
-        lineage = production_lineage(repo, system_id, snapshots, archive)
-        return str(lineage.timeline), lineage
+        return str(production.timeline), production
     if timeline == "latest":
         highest = max((w.timeline for w in archive.files), default=1)
         return "latest", lineage_of(repo, system_id, highest)
@@ -158,7 +155,7 @@ def _lineage(
         number = int(snap.source.get("timeline") or 1)
         return str(number), lineage_of(repo, system_id, number)
     try:
-        number = int(str(timeline), 0)
+        number = int(str(timeline))
     except ValueError:
         raise InvalidArgument(
             f"--timeline {timeline!r}: give a timeline number, current or latest"
