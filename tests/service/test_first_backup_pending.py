@@ -49,8 +49,8 @@ def test_first_backup_under_way_is_pending_then_judged(tmp_path: Path) -> None:
 [repositories.main]
 location = "{tmp_path / "repo"}"
 password_file = "{password}"
-{SOURCE.format(service="slow", script="sleep 6; echo data")}
-{SOURCE.format(service="bad", script="sleep 3; exit 7")}
+{SOURCE.format(service="slow", script="sleep 14; echo data")}
+{SOURCE.format(service="bad", script="sleep 10; exit 7")}
 [daemon]
 state_dir = "{tmp_path / "state"}"
 metrics = "off"
