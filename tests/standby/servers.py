@@ -221,7 +221,12 @@ class PatroniNode:
 
 
 def patroni_wrapper(path: Path) -> Path:
-    return write_safehold_wrapper(path, module="patroni")
+    """``patroni`` as postgres runs it. ``-S``: no site directories, so the system
+    python's dist-packages (Debian's pyOpenSSL, which python-etcd imports when present)
+    cannot mix with the venv's cryptography."""
+    write_safehold_wrapper(path, module="patroni")
+    path.write_text(path.read_text().replace(" -m patroni", " -S -m patroni"))
+    return path
 
 
 # -- HAProxy ----------------------------------------------------------------------------
@@ -265,3 +270,48 @@ class HAProxy:
             stop_pid(self.proc.pid, "haproxy")
             with suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
+
+
+# -- the policy -------------------------------------------------------------------------
+
+
+@dataclass
+class StandbyPolicy:
+    path: Path
+    ports: dict[str, tuple[int, int]]  # node: (PostgreSQL port, Patroni's REST port)
+    write_port: int
+
+
+def write_standby_policy(
+    path: Path, base: Path, repo: Path, password_file: Path, etcd: list[str], extra: str = ""
+) -> StandbyPolicy:
+    """A policy whose service ``db`` has one postgres source and a standby of nodes pg1
+    and pg2 (data in ``base``) on free ports; ``extra``: more keys of the standby table."""
+    pg1, rest1, pg2, rest2, write_port, read_port = free_ports(6)
+    ports = {"pg1": (pg1, rest1), "pg2": (pg2, rest2)}
+    nodes = "".join(
+        f'\n[[services.db.standby.nodes]]\nname = "{name}"\nhost = "127.0.0.1"\n'
+        f'pgdata = "{base}/{name}"\nport = {port}\nrest_port = {rest_port}\n'
+        for name, (port, rest_port) in ports.items()
+    )
+    path.write_text(
+        f"""\
+[repositories.main]
+location = "{repo}"
+password_file = "{password_file}"
+
+[services.db]
+
+[[services.db.sources]]
+name = "pg"
+kind = "postgres"
+options = {{ pgdata = "{base}/pg1" }}
+
+[services.db.standby]
+etcd = {json.dumps(etcd)}
+write_port = {write_port}
+read_port = {read_port}
+{extra}
+{nodes}"""
+    )
+    return StandbyPolicy(path, ports, write_port)

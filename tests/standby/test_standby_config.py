@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import SAFEHOLD
 from tests.servers import free_ports
-from tests.standby.servers import Etcd, run_etcd
+from tests.standby.servers import Etcd, run_etcd, write_standby_policy
 
 
 @pytest.fixture(scope="module")
@@ -23,39 +23,9 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
 
 
 def policy(tmp_path: Path, etcd: list[str], listen: str = "127.0.0.1") -> Path:
-    ports = free_ports(6)
-    nodes = "".join(
-        f"""
-[[services.db.standby.nodes]]
-name = "pg{i + 1}"
-host = "127.0.0.1"
-pgdata = "{tmp_path}/pg{i + 1}"
-port = {ports[2 * i]}
-rest_port = {ports[2 * i + 1]}
-"""
-        for i in (0, 1)
-    )
     path = tmp_path / "safehold.toml"
-    path.write_text(
-        f"""\
-[repositories.main]
-location = "{tmp_path}/repo"
-password_file = "{tmp_path}/password"
-
-[services.db]
-
-[[services.db.sources]]
-name = "pg"
-kind = "postgres"
-options = {{ pgdata = "{tmp_path}/pg1" }}
-
-[services.db.standby]
-etcd = {json.dumps(etcd)}
-listen = "{listen}"
-write_port = {ports[4]}
-read_port = {ports[5]}
-{nodes}"""
-    )
+    repo, password = tmp_path / "repo", tmp_path / "password"
+    write_standby_policy(path, tmp_path, repo, password, etcd, f'listen = "{listen}"')
     return path
 
 

@@ -563,5 +563,5 @@ def status(
             )
 
 
-# registers `pg check` on pg_app (its own module: cli/pg_check_cmd.py)
-from safehold.cli import pg_check_cmd  # noqa: E402, F401
+# registers `pg check` and `pg standby` on pg_app (cli/pg_check_cmd.py, pg_standby_cmd.py)
+from safehold.cli import pg_check_cmd, pg_standby_cmd  # noqa: E402, F401

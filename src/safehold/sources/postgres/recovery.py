@@ -51,6 +51,11 @@ class RecoveryOptions:
     it never archives into the repository, whose later restores it could otherwise
     divert. Set it (``archive_command_for``) only when the restored cluster becomes the
     new primary. ``settings`` are further postgresql.auto.conf lines (a sandbox's socket).
+
+    ``standby``: a streaming standby (standby.signal, ``sources/postgres/standby.py``). It
+    archives nothing while it follows (archive_mode = on archives only on a primary), so
+    the archive settings of its configuration are left as they are, for the day it is
+    promoted.
     """
 
     target_dir: str
@@ -62,6 +67,7 @@ class RecoveryOptions:
     port: int | None = None
     inclusive: bool = True
     settings: dict[str, str] = field(default_factory=dict)
+    standby: bool = False
 
 
 @dataclass
@@ -124,7 +130,8 @@ def restore_base(
         with open(map_path, "w") as f:
             f.writelines(lines)
         _chown_like(map_path, target)
-    _write_recovery_settings(target, recovery_settings(options))
+    signal = "standby.signal" if options.standby else "recovery.signal"
+    _write_recovery_settings(target, recovery_settings(options), signal)
     return RecoveryResult(snap, stats, time.monotonic() - started)
 
 
@@ -165,7 +172,8 @@ def recovery_settings(options: RecoveryOptions) -> dict[str, str]:
         settings["recovery_target_action"] = "promote"
         settings["recovery_target_inclusive"] = "on" if options.inclusive else "off"
     if options.archive_command is None:
-        settings["archive_mode"] = "off"
+        if not options.standby:
+            settings["archive_mode"] = "off"
     else:
         settings["archive_mode"] = "on"
         settings["archive_command"] = options.archive_command
@@ -174,13 +182,13 @@ def recovery_settings(options: RecoveryOptions) -> dict[str, str]:
     return settings | options.settings
 
 
-def _write_recovery_settings(pgdata: str, settings: dict[str, str]) -> None:
+def _write_recovery_settings(pgdata: str, settings: dict[str, str], signal_name: str) -> None:
     conf = os.path.join(pgdata, "postgresql.auto.conf")
     with open(conf, "a") as f:
         f.write("\n# written by safehold pg restore\n")
         for key, value in settings.items():
             f.write(f"{key} = {_quote(value)}\n")
-    signal = os.path.join(pgdata, "recovery.signal")
+    signal = os.path.join(pgdata, signal_name)
     open(signal, "w").close()
     for path in (conf, signal):
         _chown_like(path, pgdata)
