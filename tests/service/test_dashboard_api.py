@@ -126,7 +126,9 @@ def test_unknown_things_are_404_json(site: Site) -> None:
     assert site.get("/api/v1/services/nope/snapshots")[0] == 404
     assert site.get("/api/v1/nothing")[0] == 404
     status, _, body = site.get("/api/v1/services/app/snapshots/ffffffff/tree")
-    assert status == 400 and "ffffffff" in json.loads(body)["error"]
+    assert status == 404 and "ffffffff" in json.loads(body)["error"]
+    status, _, body = site.get("/api/v1/services/app/snapshots/latest/file?path=/not/there")
+    assert status == 400 and "/not/there" in json.loads(body)["error"]
 
 
 def test_bad_and_huge_input_is_400(site: Site) -> None:

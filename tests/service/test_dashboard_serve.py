@@ -164,3 +164,22 @@ def test_a_daemon_whose_dashboard_port_is_taken_stops_with_one_line(tmp_path: Pa
         f"safehold: cannot serve the dashboard on 127.0.0.1:{site.port}: Address already in use"
         ' (set [daemon] http to another HOST:PORT, or "off")'
     )
+
+
+def test_an_unreadable_repository_is_503_and_the_status_says_why(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    (site.base / "repo").rename(site.base / "repo-gone")
+    start_serve(site)
+    try:
+        site.wait_up()
+        (source,) = site.json("/api/v1/services/app")["sources"]
+        assert source["problem"].startswith("repository main unreadable")
+        status, _, body = site.get("/api/v1/services/app/snapshots")
+        assert status == 503
+        assert json.loads(body)["error"].startswith("cannot read the repository: ")
+        status, _, page = site.get("/services/app/snapshots")
+        assert status == 503 and b"cannot read the repository" in page
+        overview = site.get("/")[2].decode()
+        assert 'data-service="app" data-state="red"' in overview
+    finally:
+        site.stop()

@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safehold import __version__
-from safehold.errors import SafeholdError
+from safehold.errors import InvalidArgument, InvalidPath, SafeholdError, SnapshotNotFound
 from safehold.service.http.auth import SESSION_COOKIE, Authenticator, Identity
 from safehold.service.http.state import Dashboard, UnknownService
 from safehold.service.http.views import register_filters
@@ -99,7 +99,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SafeholdError)
     async def safehold_error(request: Request, exc: SafeholdError) -> Response:
-        return _problem_response(request, 400, str(exc).splitlines()[0], False)
+        """Bad input is 400, a snapshot that is not there 404; anything else is the
+        repository failing the server (unreachable, wrong password, damaged): 503."""
+        message = str(exc).splitlines()[0]
+        if isinstance(exc, InvalidArgument | InvalidPath):
+            return _problem_response(request, 400, message, False)
+        if isinstance(exc, SnapshotNotFound):
+            return _problem_response(request, 404, message, False)
+        return _problem_response(request, 503, f"cannot read the repository: {message}", False)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
