@@ -315,7 +315,7 @@ def test_recover_a_whole_service(service: Service) -> None:
     assert summary["outcome"] == "recovered" and summary["healthy"] is True
     assert summary["rto_seconds"] > 0
     assert summary["data_loss_seconds"] is not None
-    assert [s["step"] for s in summary["steps"]][:1] == ["preflight"]
+    assert [s["step"] for s in summary["steps"]][:2] == ["plan", "preflight"]
     assert {s["step"] for s in summary["steps"]} >= {"preflight", "restore", "start", "health"}
     by_name = {s["name"]: s for s in summary["sources"]}
     assert by_name["db"]["port"] != svc.live.port

@@ -15,7 +15,7 @@ from safehold.dr.jobs import require_service
 from safehold.dr.policy import Policy
 from safehold.dr.recovery import sources as kinds
 from safehold.dr.recovery.plan import Moment, RecoveryPlan, build_plan, open_readable_copy
-from safehold.dr.recovery.report import Observer
+from safehold.dr.recovery.report import Observer, utcnow
 from safehold.dr.recovery.state import RecoveryState, default_state_path, plan_from_doc
 from safehold.dr.recovery.steps import Recovery, teardown
 from safehold.errors import RecoveryRefused
@@ -52,13 +52,18 @@ def prepare(
     discarded: its servers stopped and its partly written targets cleared)."""
     require_service(policy, request.service)
     open_copy = opener or _opener()
+    began = utcnow().isoformat()
     root = os.path.abspath(request.target_root) if request.target_root else None
     state = RecoveryState(request.state_path or default_state_path(request.service, root))
     state.load()
     if state.unfinished():
         old = plan_from_doc(state.doc["plan"])
         if old.moment == request.moment and old.target_root == root:
-            return _resume(policy, request, old, state, observer, open_copy)
+            recovery = _resume(policy, request, old, state, observer, open_copy)
+            recovery.planned(
+                began, f"resuming the recovery to {old.point} recorded in {state.path}"
+            )
+            return recovery
         if not request.force:
             raise RecoveryRefused(
                 f"an unfinished recovery of {old.service} to {old.moment.text()} is recorded in"
@@ -84,7 +89,10 @@ def prepare(
     )
     if request.safehold_command:
         plan.safehold_command = request.safehold_command
-    return _recovery(policy, plan, repo, state, observer, request.force, False)
+    recovery = _recovery(policy, plan, repo, state, observer, request.force, False)
+    copy = f" ({note})" if note else ""
+    recovery.planned(began, f"{len(plan.sources)} sources to {plan.point} from {location}{copy}")
+    return recovery
 
 
 def _resume(

@@ -74,10 +74,20 @@ class Recovery:
                 sp.name, sp.kind, sp.snapshot_id, sp.target, sp.point, port=sp.port
             )
 
+    def planned(self, began: str, detail: str) -> None:
+        """The plan was decided from ``began`` on (opening the repository, choosing every
+        source's snapshot): part of the recovery's time, so the RTO counts from there."""
+        self.report.started = began
+        record = StepRecord("plan", began)
+        record.finish(OK, detail)
+        self.report.steps.insert(0, record)
+
     # -- the run --------------------------------------------------------------------------
 
     def run(self) -> RecoveryReport:
         """Every step in order; the report says how it ended (``error()`` raises it)."""
+        for record in self.report.steps:  # the plan's step, already done
+            self.observer(record)
         try:
             self._step("preflight", None, self.preflight)
             if not self.state.unfinished():
@@ -161,11 +171,7 @@ class Recovery:
         if missing:
             raise RecoveryRefused(f"the planned snapshots of {', '.join(missing)} are gone")
         size = sum(sp.size for sp in self.plan.sources)
-        copy = f"; {self.plan.copy_note}" if self.plan.copy_note else ""
-        return (
-            f"{len(self.plan.sources)} sources to {self.plan.point} from {self.plan.location}"
-            f"{copy}; about {size / 1e6:.1f} MB to restore; targets free"
-        )
+        return f"about {size / 1e6:.1f} MB to restore; targets free, ports free, room enough"
 
     # -- restore and start ----------------------------------------------------------------
 
