@@ -81,7 +81,12 @@ def main(
     ] = None,
     password_file: Annotated[
         str | None,
-        typer.Option("--password-file", "-p", help="Read the password from this file."),
+        typer.Option(
+            "--password-file",
+            "-p",
+            help="Read the password from this file. Order: this, SAFEHOLD_PASSWORD_FILE,"
+            " SAFEHOLD_PASSWORD_COMMAND, SAFEHOLD_PASSWORD, a prompt; the first given wins.",
+        ),
     ] = None,
     json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
