@@ -278,3 +278,23 @@ def test_openapi_schema_describes_every_route(site: Site) -> None:
     assert (limit["minimum"], limit["maximum"]) == (1, 10_000)
     assert set(schema["paths"]["/api/v1/services/{service}/backup"]) == {"post"}
     assert site.get("/docs", token=None)[0] == 404  # Swagger UI would load from a CDN
+
+
+def test_a_login_only_redirects_within_the_site(site: Site) -> None:
+    import http.client
+    import urllib.parse
+
+    def location(target: str, token: str) -> tuple[int, str | None]:
+        connection = http.client.HTTPConnection("127.0.0.1", site.port, timeout=30)
+        body = urllib.parse.urlencode({"token": token, "next": target})
+        connection.request(
+            "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        answer = connection.getresponse()
+        connection.close()
+        return answer.status, answer.getheader("location")
+
+    assert location("/jobs?limit=5", VIEWER_TOKEN) == (303, "/jobs?limit=5")
+    for hostile in ("//evil.example", "/\\evil.example", "https://evil.example/", "jobs"):
+        assert location(hostile, VIEWER_TOKEN) == (303, "/"), hostile
+    assert location("/jobs", "wrong-token-wrong-token")[0] == 401

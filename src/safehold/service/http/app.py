@@ -10,6 +10,7 @@ redactor like everything else.
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def _problem_response(request: Request, status: int, message: str, login: bool) 
         headers = {"WWW-Authenticate": 'Bearer realm="safehold"'} if status == 401 else None
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     if login and status == 401 and request.method == "GET":
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        target = urllib.parse.quote(request.url.path, safe="/")
+        return RedirectResponse(f"/login?next={target}", status_code=303)
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(
         request,

@@ -54,7 +54,6 @@ class Chart:
     width: int = WIDTH
     height: int = HEIGHT
     left: int = LEFT
-    plot_bottom: int = HEIGHT - BOTTOM
 
     @property
     def tick_format(self) -> str:

@@ -195,9 +195,9 @@ def download(request: Request, service: str, snapshot: str, path: SnapshotPath) 
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path of this site (never ``//host`` or a URL) may follow a login."""
-    if not target or not target.startswith("/") or target.startswith("//"):
-        return "/"
+    """Only a path of this site (never ``//host``, ``/\\host`` or a URL) may follow a login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"  # "/\\host" is "//host" to a browser
     return target
 
 
