@@ -183,3 +183,36 @@ def test_an_unreadable_repository_is_503_and_the_status_says_why(tmp_path: Path)
         assert 'data-service="app" data-state="red"' in overview
     finally:
         site.stop()
+
+
+def test_unusable_credentials_stop_the_start_with_one_line(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+
+    def serve_error() -> str:
+        proc = subprocess.run(
+            [*SAFEHOLD, "serve", "-c", str(site.config)],
+            capture_output=True,
+            text=True,
+            env=site.env,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        return line
+
+    (site.base / "viewer.token").write_text("short\n")
+    assert serve_error() == (
+        f"safehold: the viewer token in file {site.base / 'viewer.token'} is shorter than"
+        " 16 characters"
+    )
+    (site.base / "viewer.token").unlink()
+    assert serve_error() == (
+        f"safehold: cannot read viewer token file {site.base / 'viewer.token'}:"
+        " No such file or directory"
+    )
+    (site.base / "viewer.token").write_text("x" * 20)
+    (site.base / "viewers.htpasswd").write_text("ann:plaintext-password\n")
+    assert serve_error() == (
+        f"safehold: {site.base / 'viewers.htpasswd'}:1: expected user:hash with a bcrypt"
+        " ($2b$...) or argon2 ($argon2id$...) hash"
+    )
