@@ -382,3 +382,39 @@ def test_the_daemon_records_cuts_and_recover_brings_one_back(tmp_path: Path) -> 
     assert {s["name"]: s["snapshot_id"] for s in summary["sources"]} == {
         name: recorded["snapshot"] for name, recorded in cut["sources"].items()
     }
+
+
+def test_ctrl_c_mid_restore_leaves_a_state_that_the_same_command_resumes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    config, live = _service(tmp_path)
+    big = live / "files" / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(160):
+            f.write(os.urandom(1 << 20))
+    _backup(config)
+    root = tmp_path / "sandbox"
+    state = root / ".safehold-recovery.json"
+    argv = [*SAFEHOLD, "recover", "app", "-c", str(config), "--latest", "--target-root", str(root)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            progress = json.loads(state.read_text())["sources"]
+        except (OSError, ValueError, KeyError):
+            progress = {}
+        if "files" in progress:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert json.loads(state.read_text())["finished"] is False
+    code, docs, err2 = _recover(config, "--latest", "--target-root", str(root))
+    assert code == 0, err2
+    assert docs[-1]["resumed"] is True
+    restored = root / str(big).lstrip("/")
+    assert restored.stat().st_size == 160 << 20
+    assert restored.read_bytes() == big.read_bytes()
