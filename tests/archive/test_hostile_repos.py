@@ -495,3 +495,13 @@ def test_an_error_about_a_forged_name_is_one_quoted_line(tmp_path: Path) -> None
     assert (
         line.startswith("error: /x\\nerror: /etc/passwd: lost\\x1b[2J: ") and "\x1b" not in ran.err
     )
+
+
+def test_tree_bomb_is_refused_under_include_and_in_a_dry_run(
+    tree_bomb: Repository, tmp_path: Path
+) -> None:
+    """--include reads only the trees on its way (no measuring first): the walk counts."""
+    ran = run(tree_bomb, "restore", "latest", "--target", tmp_path, "--include", "/a/a")
+    assert ran.code == 1 and "expands to over" in ran.err and len(ran.lines) == 1
+    dry = run(tree_bomb, "restore", "latest", "--target", tmp_path, "--dry-run")
+    assert dry.code == 1 and "expands to 2^42 entries" in dry.err

@@ -30,9 +30,14 @@ class Extent:
     stored: int  # entries of the distinct trees: what is actually stored
 
 
-def measure(load: Callable[[str], Iterable[Node]], root: str) -> Extent:
+def measure(
+    load: Callable[[str], Iterable[Node]],
+    root: str,
+    done: dict[str, tuple[int, int]] | None = None,
+) -> Extent:
     """The extent below ``root``; a tree that cannot be loaded counts as empty (whoever
-    walks it reports it)."""
+    walks it reports it). ``done`` keeps measured trees across calls (then ``stored``
+    counts only the trees new to it)."""
 
     def entry(tree_id: str) -> tuple[int, list[str]]:
         try:
@@ -41,13 +46,17 @@ def measure(load: Callable[[str], Iterable[Node]], root: str) -> Extent:
             return 0, []
         return len(nodes), [n.subtree for n in nodes if n.type == "dir" and n.subtree]
 
-    return measure_graph(entry, root)
+    return measure_graph(entry, root, done)
 
 
-def measure_graph(entry: Callable[[str], tuple[int, list[str]]], root: str) -> Extent:
+def measure_graph(
+    entry: Callable[[str], tuple[int, list[str]]],
+    root: str,
+    done: dict[str, tuple[int, int]] | None = None,
+) -> Extent:
     """The extent below ``root`` of a graph given as ``entry(tree) -> (entries, subtrees)``,
     each tree asked once. Post-order with an explicit stack: trees may be deep."""
-    done: dict[str, tuple[int, int]] = {}
+    done = {} if done is None else done
     pending: dict[str, tuple[int, list[str]]] = {}  # expanded, waiting for subtrees
     stored = 0
     stack = [root]

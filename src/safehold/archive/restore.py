@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from safehold.archive.extent import check_extent, measure
+from safehold.archive.extent import MAX_ENTRIES, Extent, allowance, check_extent, measure
 from safehold.archive.metadata import gid_for, uid_for
 from safehold.archive.progress import NullProgress, Progress
 from safehold.archive.restore_packs import PackRead, ReadLimits, TreePacks, plan_reads, read_blobs
 from safehold.archive.restore_select import Selection
 from safehold.archive.tree import BadEntry, Node, iter_entries, safe_name
-from safehold.errors import InvalidArgument, InvalidPath, SafeholdError
+from safehold.errors import InvalidArgument, InvalidPath, SafeholdError, SnapshotTooLarge
 from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
@@ -93,6 +93,7 @@ class _OpenDir:
     entries: Iterator[Node]
     fresh: bool = False
     pending: int = 1
+    counted: bool = False  # its entries are in the walk's budget already (--include)
 
 
 @dataclass(eq=False)
@@ -158,10 +159,18 @@ class Restorer:
 
     def restore(self, tree_id: str, target: str, snapshot: Snapshot | None = None) -> RestoreStats:
         """Restore a tree under ``target``; ``snapshot`` (its summary) bounds how far the
-        tree may expand, else only what is stored does (``extent.allowance``)."""
+        tree may expand, else only what is stored does (``extent.allowance``).
+
+        With --include only a few trees are read, so instead of measuring them all first
+        the walk counts its entries against what the snapshot declares."""
+        self._budget = self._declared = allowance(snapshot, Extent(0, 0, 0))
+        self._measured: dict[str, tuple[int, int]] = {}
+        self._snapshot_name = snapshot.short_id if snapshot else f"tree {tree_id}"
         try:
-            extent = measure(self._nodes, tree_id)
-            check_extent(snapshot, extent, tree_id)
+            if not self._select.narrows:
+                extent = measure(self._nodes, tree_id)
+                check_extent(snapshot, extent, tree_id)
+                self._budget = MAX_ENTRIES
         except BaseException:
             self._pool.shutdown()
             raise
@@ -223,6 +232,8 @@ class Restorer:
             selection = self._selection(path)
             if selection == "skip" or (selection == "descend" and node.type != "dir"):
                 continue
+            if self._select.narrows and not here.counted:
+                self._spend(node, selection)
             try:
                 name = safe_name(node.name)
             except InvalidPath as exc:
@@ -241,6 +252,17 @@ class Restorer:
                 self._error(path, str(exc))
             except OSError as exc:
                 self._error(path, exc.strerror or str(exc))
+
+    def _spend(self, node: Node, selection: str) -> None:
+        """Count an entry of a narrowed walk against what the snapshot declares; an
+        included directory counts with everything below it, measured before it is made."""
+        spent = 1
+        if node.type == "dir" and node.subtree and selection == "all":
+            spent += measure(self._nodes, node.subtree, self._measured).entries
+        self._budget -= spent
+        if self._budget < 0:
+            who, declared = self._snapshot_name, self._declared
+            raise SnapshotTooLarge(who, f"over {declared}", declared)
 
     def _entries(self, tree_id: str, path: bytes) -> Iterator[Node]:
         """A tree's usable entries, read one at a time; the bad ones (malformed, a repeated
@@ -343,6 +365,7 @@ class Restorer:
             os.close(fd)
             raise
         opened = _OpenDir(node, fd, rel, path, entries, fresh)
+        opened.counted = parent.counted or self._selection(path) == "all"
         self._open_dirs[fd] = opened
         return opened
 

@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from safehold.archive.extent import check_extent, measure
 from safehold.archive.restore import RestoreOptions
 from safehold.archive.restore_select import Selection
 from safehold.archive.tree import Node, decode_entries, safe_name
 from safehold.errors import InvalidPath
+from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
 
 __all__ = ["Action", "PlannedEntry", "plan_restore"]
@@ -46,7 +48,9 @@ class PlannedEntry:
 def plan_restore(
     repo: Repository, tree_id: str, target: str, options: RestoreOptions
 ) -> Iterator[PlannedEntry]:
-    """Each entry's fate, depth first in the order restore takes them. Iterative."""
+    """Each entry's fate, depth first in the order restore takes them. Iterative. Refused
+    where restore refuses: a tree that expands too far, directories too deep."""
+    check_extent(None, measure(lambda t: _entries(repo, t), tree_id), tree_id)
     select = Selection(
         options.includes, options.excludes, iincludes=options.iincludes, iexcludes=options.iexcludes
     )
@@ -67,6 +71,9 @@ def plan_restore(
             continue
         choice = select.of(path)
         if choice == "skip" or (choice == "descend" and node.type != "dir"):
+            continue
+        if node.type == "dir" and len(stack) > MAX_DEPTH:
+            yield PlannedEntry("error", path, node, f"deeper than {MAX_DEPTH} directory levels")
             continue
         place = os.path.join(there, name)
         old = _lstat(place) if existing else None
