@@ -93,8 +93,11 @@ def test_an_invalid_policy_exits_1_with_one_line_per_problem(tmp_path: Path) -> 
     lines = proc.stderr.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{config}:18: repositories.main.password: a literal password")
+    line = next(  # the line of the broken schedule, wherever the example puts it
+        n for n, text in enumerate(config.read_text().splitlines(), 1) if '0 2 * *"' in text
+    )
     assert lines[1] == (
-        f"{config}:70: services.sync.sources[0].schedules.full: a cron expression has 5"
+        f"{config}:{line}: services.sync.sources[0].schedules.full: a cron expression has 5"
         " fields (minute hour day month weekday), or 6 with seconds first; '0 2 * *' has 4"
     )
 
