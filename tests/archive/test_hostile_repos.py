@@ -505,3 +505,8 @@ def test_tree_bomb_is_refused_under_include_and_in_a_dry_run(
     assert ran.code == 1 and "expands to over" in ran.err and len(ran.lines) == 1
     dry = run(tree_bomb, "restore", "latest", "--target", tmp_path, "--dry-run")
     assert dry.code == 1 and "expands to 2^42 entries" in dry.err
+
+
+def test_tree_bomb_is_refused_by_find(tree_bomb: Repository) -> None:
+    ran = run(tree_bomb, "find", "lost", timeout=60)
+    assert ran.code == 1 and "expands to 2^42 entries" in ran.err and len(ran.lines) == 1

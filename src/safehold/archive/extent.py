@@ -8,15 +8,26 @@ snapshot that expands to more entries than it accounts for (``allowance``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from safehold.archive.tree import Node
 from safehold.errors import CorruptObject, SafeholdError, SnapshotTooLarge
 from safehold.repo.snapshot import Snapshot
 
-__all__ = ["MAX_ENTRIES", "Extent", "allowance", "check_extent", "measure", "measure_graph"]
+__all__ = [
+    "MAX_ENTRIES",
+    "NOTHING_STORED",
+    "Extent",
+    "allowance",
+    "bounded",
+    "check_extent",
+    "measure",
+    "measure_graph",
+]
 
+T = TypeVar("T")
 MAX_ENTRIES = 1 << 32  # whatever a snapshot declares, no walk goes further
 ENTRY_MARGIN = 1_000_000  # symlinks and other entries the summary does not count
 STORED_REPEATS = 16  # snapshots without a summary (data sources) may repeat a directory
@@ -28,6 +39,9 @@ class Extent:
     entries: int  # paths below the tree, every repetition of a shared tree counted
     depth: int  # directory levels below the tree
     stored: int  # entries of the distinct trees: what is actually stored
+
+
+NOTHING_STORED = Extent(0, 0, 0)  # for a bound from the snapshot's summary alone
 
 
 def measure(
@@ -90,6 +104,15 @@ def allowance(snapshot: Snapshot | None, extent: Extent) -> int:
     summary = snapshot.summary if snapshot is not None else {}
     declared = sum(v for k in _DECLARED if isinstance(v := summary.get(k, 0), int) and v > 0)
     return min(MAX_ENTRIES, declared + STORED_REPEATS * extent.stored + ENTRY_MARGIN)
+
+
+def bounded(items: Iterable[T], limit: int, what: str) -> Iterator[T]:
+    """``items``, refused (``SnapshotTooLarge``) past ``limit`` of them: for walks that
+    read trees lazily and so cannot measure first (diff)."""
+    for count, item in enumerate(items):
+        if count >= limit:
+            raise SnapshotTooLarge(what, f"over {limit}", limit)
+        yield item
 
 
 def check_extent(snapshot: Snapshot | None, extent: Extent, tree_id: str) -> None:

@@ -8,10 +8,12 @@ however many snapshots hold it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from safehold.archive.excludes import Excluder
-from safehold.archive.tree import Node, decode_tree
+from safehold.archive.extent import Extent, check_extent, measure
+from safehold.archive.tree import Node, decode_tree, iter_entries
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 
@@ -27,10 +29,21 @@ class Finder:
     repo: Repository
     matcher: Excluder
     _done: dict[tuple[str, bytes], list[Match]] = field(default_factory=dict)
+    _measured: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _stored: int = 0
 
     def find(self, snapshot: Snapshot) -> list[Match]:
-        """Every matching entry (path, node), in the order of a depth-first walk."""
+        """Every matching entry (path, node), in the order of a depth-first walk; a
+        snapshot whose shared trees expand past what it accounts for is refused
+        (``SnapshotTooLarge``), as restore and ls refuse it."""
+        extent = measure(self._nodes, snapshot.tree, self._measured)
+        self._stored += extent.stored  # each tree measured once, across snapshots
+        check_extent(snapshot, Extent(extent.entries, extent.depth, self._stored), snapshot.tree)
         return self._below(snapshot.tree, b"")
+
+    def _nodes(self, tree_id: str) -> Iterator[Node]:
+        text = self.repo.load_tree_text(tree_id)
+        return (n for n in iter_entries(text, f"tree {tree_id}") if isinstance(n, Node))
 
     def _below(self, root: str, root_path: bytes) -> list[Match]:
         """Matches below a tree, children searched before their parent, without recursion

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from safehold.archive.extent import MAX_ENTRIES, Extent, allowance, check_extent, measure
+from safehold.archive.extent import MAX_ENTRIES, NOTHING_STORED, allowance, check_extent, measure
 from safehold.archive.metadata import gid_for, uid_for
 from safehold.archive.progress import NullProgress, Progress
 from safehold.archive.restore_packs import PackRead, ReadLimits, TreePacks, plan_reads, read_blobs
@@ -163,7 +163,7 @@ class Restorer:
 
         With --include only a few trees are read, so instead of measuring them all first
         the walk counts its entries against what the snapshot declares."""
-        self._budget = self._declared = allowance(snapshot, Extent(0, 0, 0))
+        self._budget = self._declared = allowance(snapshot, NOTHING_STORED)
         self._measured: dict[str, tuple[int, int]] = {}
         self._snapshot_name = snapshot.short_id if snapshot else f"tree {tree_id}"
         try:

@@ -20,6 +20,7 @@ from safehold.archive.browse import (
     walk_path,
 )
 from safehold.archive.dump_archive import ARCHIVE_FORMATS, dump_archive
+from safehold.archive.extent import NOTHING_STORED, allowance, bounded
 from safehold.archive.tree import Node
 from safehold.cli.app import app, settings
 from safehold.cli.output import human_size, out, print_json, quoted
@@ -95,7 +96,11 @@ def diff(
     repo = s.open_repository(lock="shared")
     a, b = resolve_snapshot(repo, snapshot1), resolve_snapshot(repo, snapshot2)
     counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
-    for change, path, node in diff_trees(repo, a.tree, b.tree, metadata=metadata):
+    # diff reads only the trees that differ: instead of measuring both snapshots first,
+    # it stops where they declare (a tree-sharing bomb would list changes without end)
+    limit = allowance(a, NOTHING_STORED) + allowance(b, NOTHING_STORED)
+    changes = diff_trees(repo, a.tree, b.tree, metadata=metadata)
+    for change, path, node in bounded(changes, limit, f"{a.short_id}..{b.short_id}"):
         counts[change] += 1
         if s.json:
             print_json({"change": change, "path": os.fsdecode(path), "type": node.type})
