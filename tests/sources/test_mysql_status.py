@@ -96,5 +96,8 @@ def test_a_replica_missing_a_binlog_lags_by_the_age_of_its_newest_restorable_eve
     (status,) = evaluate(policy, now).replicas
     assert status.lag is not None and status.missing == {"binlogs": 1}
     assert abs(status.lag - (now - restorable)) < timedelta(seconds=2), status
-    assert status.behind is not None and "binlogs of MariaDB lag-test" in status.behind["reason"]
+    assert (
+        status.behind is not None
+        and "binlogs of MariaDB instance lag-test" in status.behind["reason"]
+    )
     maria.sql("DROP DATABASE lagdb")

@@ -156,13 +156,15 @@ def _log_behind(points: list[LogPoints]) -> Behind | None:
         since = first_uncovered(list(db.primary), list(db.replica))
         if since is None or (worst is not None and worst.since <= since):
             continue
-        label = "WAL of PostgreSQL cluster" if db.kind == "postgres" else "binlogs of MariaDB"
-        newest = db.primary_newest.isoformat() if db.primary_newest else "?"
-        worst = Behind(
-            since,
-            f"{label} {db.name}: the replica restores to {since.isoformat()},"
-            f" the primary to {newest}",
+        label = (
+            "WAL of PostgreSQL cluster" if db.kind == "postgres" else "binlogs of MariaDB instance"
         )
+        newest = db.primary_newest.isoformat() if db.primary_newest else "?"
+        if any(r.start <= since <= r.end for r in db.replica):
+            where = f"the replica restores to {since.isoformat()}"
+        else:  # no backup of this window (or not its first logs) on the replica
+            where = f"the replica cannot restore from {since.isoformat()} on"
+        worst = Behind(since, f"{label} {db.name}: {where}, the primary to {newest}")
     return worst
 
 
