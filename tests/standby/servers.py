@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safehold.dr.standby.processes import listening_pids
 from tests.servers import free_ports
 from tests.sources.pg_server import write_safehold_wrapper
 
@@ -190,34 +191,16 @@ class PatroniNode:
         except (OSError, ValueError, IndexError):
             return None
 
-    def kill_hard(self) -> None:
-        """A dead host: SIGKILL Patroni, the postmaster and its children at once."""
-        pids = [self.proc.pid] if self.proc is not None else []
-        postmaster = self.postmaster_pid()
-        if postmaster is not None and _alive(postmaster, "postgres"):
-            pids.append(postmaster)
-            children = subprocess.run(
-                ["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True
-            ).stdout.split()
-            pids += [int(p) for p in children]
-        for pid in pids:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(10)
-
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             stop_pid(self.proc.pid, "patroni", timeout=30)
             with suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
+        for pid in listening_pids(self.rest_port):  # a Patroni a drill started
+            stop_pid(pid, "patroni", timeout=30)
         postmaster = self.postmaster_pid()  # a postgres left by a killed Patroni
         if postmaster is not None:
             stop_pid(postmaster, "postgres")
-
-    def role(self) -> str | None:
-        status, body = rest(self.rest_port, "/patroni")
-        return str(body.get("role")) if status == 200 else None
 
 
 def patroni_wrapper(path: Path) -> Path:
@@ -283,15 +266,24 @@ class StandbyPolicy:
 
 
 def write_standby_policy(
-    path: Path, base: Path, repo: Path, password_file: Path, etcd: list[str], extra: str = ""
+    path: Path,
+    base: Path,
+    repo: Path,
+    password_file: Path,
+    etcd: list[str],
+    extra: str = "",
+    node_extra: str = "",
+    tail: str = "",
 ) -> StandbyPolicy:
     """A policy whose service ``db`` has one postgres source and a standby of nodes pg1
-    and pg2 (data in ``base``) on free ports; ``extra``: more keys of the standby table."""
+    and pg2 (data in ``base``) on free ports; ``extra``: more keys of the standby table,
+    ``node_extra`` of each node (``{name}`` is the node's name), ``tail``: more tables."""
     pg1, rest1, pg2, rest2, write_port, read_port = free_ports(6)
     ports = {"pg1": (pg1, rest1), "pg2": (pg2, rest2)}
     nodes = "".join(
         f'\n[[services.db.standby.nodes]]\nname = "{name}"\nhost = "127.0.0.1"\n'
         f'pgdata = "{base}/{name}"\nport = {port}\nrest_port = {rest_port}\n'
+        + node_extra.replace("{name}", name)
         for name, (port, rest_port) in ports.items()
     )
     path.write_text(
@@ -312,6 +304,7 @@ etcd = {json.dumps(etcd)}
 write_port = {write_port}
 read_port = {read_port}
 {extra}
-{nodes}"""
+{nodes}
+{tail}"""
     )
     return StandbyPolicy(path, ports, write_port)

@@ -7,12 +7,12 @@ replica; WAL archiving continues from the new primary with no gap."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ def cluster(pg_env: PgEnv) -> Iterator[Cluster]:
             pg_env.password_file,
             etcd.endpoints,
             extra,
+            node_extra=f'start_command = "{pg_env.base}/start-{{name}}.sh"\n',
+            tail=f'[daemon]\nstate_dir = "{pg_env.base}/state"\n',
         )
         policy, ports, write_port = written.path, written.ports, written.write_port
         out = pg_env.base / "standby"
@@ -99,6 +101,14 @@ def cluster(pg_env: PgEnv) -> Iterator[Cluster]:
             )
             for name, (port, rest_port) in ports.items()
         }
+        for name, node in nodes.items():  # how a drill starts a killed node again
+            script = pg_env.base / f"start-{name}.sh"
+            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in node.env.items())
+            script.write_text(
+                f"#!/bin/sh\nexport {exports}\nexec setpriv --reuid=postgres --regid=postgres"
+                f" --init-groups {wrapper} {node.config}\n"
+            )
+            script.chmod(0o755)
         haproxy = HAProxy(
             out / "haproxy.cfg", pg_env.base / "haproxy.log", socket=out / "haproxy.sock"
         )
@@ -133,79 +143,72 @@ def test_the_replica_is_restored_from_the_repository(cluster: Cluster) -> None:
     assert restore is not None and "pg wal-fetch %f %p" in restore[0]
 
 
-@dataclass
-class Writer:
-    """Commits through HAProxy's write port, one row per commit, and records each
-    acknowledged one with the port of the node that took it."""
-
-    conninfo: str
-    acked: list[tuple[int, int, float]] = field(default_factory=list)  # id, port, when
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        next_id = 1
-        conn: psycopg.Connection[Any] | None = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.conninfo, autocommit=True)
-                row = conn.execute(
-                    "INSERT INTO t (id) VALUES (%s) RETURNING inet_server_port()", (next_id,)
-                ).fetchone()
-                assert row is not None
-                self.acked.append((next_id, int(row[0]), time.monotonic()))
-                next_id += 1
-            except psycopg.Error:
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.05)
-            time.sleep(0.02)
-        if conn is not None:
-            conn.close()
+def status(pg_env: PgEnv, cluster: Cluster) -> dict[str, Any]:
+    doc: dict[str, Any] = pg_env.json("standby", "status", "db", "-c", cluster.policy)
+    return doc
 
 
-def test_node_kill_moves_writes_and_archiving_to_the_replica(
+def drill(pg_env: PgEnv, cluster: Cluster, mode: str) -> dict[str, Any]:
+    proc = pg_env.run(
+        "--json", "standby", "failover-drill", "db", "-c", cluster.policy, "--mode", mode,
+        extra_env={"PGPASSWORD": SUPERUSER_PASSWORD}, timeout=400,
+    )  # fmt: skip
+    report: dict[str, Any] = json.loads(proc.stdout)
+    saved = json.loads(Path(report["report"]).read_text())
+    assert saved["mode"] == mode and Path(report["report"]).parent == cluster.base / "state" / (
+        "failover-drills"
+    )
+    return report
+
+
+def test_status_names_the_primary_and_the_streaming_replica(
     cluster: Cluster, pg_env: PgEnv
 ) -> None:
-    pg1, pg2 = cluster.nodes["pg1"], cluster.nodes["pg2"]
-    with psycopg.connect(cluster.write_conninfo(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
-    writer = Writer(cluster.write_conninfo())
-    thread = threading.Thread(target=writer.run, daemon=True)
-    thread.start()
-    try:
-        wait_for("writes through HAProxy", lambda: len(writer.acked) > 20)
-        assert {port for _, port, _ in writer.acked} == {pg1.port}
-        killed = time.monotonic()
-        pg1.kill_hard()
-        on_pg2 = wait_for(
-            "a write through HAProxy on pg2",
-            lambda: [a for a in writer.acked if a[1] == pg2.port and a[2] > killed],
-            timeout=90,
-            log=pg2.log,
-        )
-        downtime = on_pg2[0][2] - killed
-        assert cluster.primary() == "pg2"
-        pg1.start(cluster.wrapper)
-        wait_for("pg1 back as replica", lambda: pg1.role() == "replica", 90, pg1.log)
-        wait_for("pg1 streaming", lambda: rest(pg1.rest_port, "/replica")[0] == 200, 60, pg1.log)
-    finally:
-        writer.stop.set()
-        thread.join(10)
-    print(f"writes through HAProxy again {downtime:.1f} s after the kill")
-    acked_on_pg2 = {i for i, port, _ in writer.acked if port == pg2.port}
-    with psycopg.connect(cluster.node_conninfo("pg2"), autocommit=True) as conn:
-        present = {row[0] for row in conn.execute("SELECT id FROM t")}
-        assert acked_on_pg2 <= present
-        name = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
-        assert name is not None and name[0].startswith("00000002")
+    doc = status(pg_env, cluster)
+    assert doc["primary"] == "pg1" and doc["timeline"] == 1 and doc["healthy"], doc
+    [replica] = [n for n in doc["nodes"] if n["name"] == "pg2"]
+    assert replica["role"] == "replica" and replica["streaming"] is True
+    assert isinstance(replica["lag_bytes"], int) and replica["lag_seconds"] is not None
+    text = pg_env.run("standby", "status", "db", "-c", cluster.policy).stdout.decode()
+    assert "primary pg1, timeline 1" in text and "streaming, lag" in text and "healthy" in text
+
+
+def archived_on(conninfo: str, timeline: str) -> None:
+    """A segment switch on the primary at ``conninfo`` is archived, on ``timeline``."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        assert row is not None and row[0].startswith(timeline), row
 
         def archived() -> bool:
-            row = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
-            return row is not None and row[0] is not None and row[0] >= name[0]
+            last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+            return last is not None and last[0] is not None and last[0] >= row[0]
 
-        wait_for("the new primary archives", archived, 60, pg2.log)
-    [status] = pg_env.json("pg", "status")
-    assert status["gaps"] == [], status["gaps"]
-    assert status["timelines"] == [1, 2] and status["production_timeline"] == 2
+        wait_for(f"{row[0]} archived", archived, 60)
+
+
+def test_kill_drill_moves_writes_and_archiving_to_the_replica(
+    cluster: Cluster, pg_env: PgEnv
+) -> None:
+    report = drill(pg_env, cluster, "kill")
+    print(f"kill drill: {report}")
+    assert report["old_primary"] == "pg1" and report["new_primary"] == "pg2"
+    assert 0 < report["write_downtime_seconds"] < 90
+    assert report["commits_acknowledged"] > 20
+    assert report["old_primary_rejoined"] is True, report["notes"]
+    doc = status(pg_env, cluster)
+    assert doc["primary"] == "pg2" and doc["timeline"] == 2 and doc["healthy"], doc
+    archived_on(cluster.node_conninfo("pg2"), "00000002")
+    [pg] = pg_env.json("pg", "status")
+    assert pg["gaps"] == [], pg["gaps"]
+    assert pg["timelines"] == [1, 2] and pg["production_timeline"] == 2
+
+
+def test_switchover_drill_hands_the_writes_back(cluster: Cluster, pg_env: PgEnv) -> None:
+    report = drill(pg_env, cluster, "switchover")
+    print(f"switchover drill: {report}")
+    assert report["old_primary"] == "pg2" and report["new_primary"] == "pg1"
+    assert report["commits_missing"] == []  # a planned switchover loses nothing
+    assert report["old_primary_rejoined"] is True, report["notes"]
+    archived_on(cluster.node_conninfo("pg1"), "00000003")
+    [pg] = pg_env.json("pg", "status")
+    assert pg["gaps"] == [] and pg["production_timeline"] == 3

@@ -84,3 +84,100 @@ def config_cmd(
             verdict = "valid" if c.checked else "NOT CHECKED"
             note = f" ({c.note})" if c.note else ""
             out().print(f"{c.file}: {verdict} by {c.checker}{note}", markup=False)
+
+
+@standby_app.command("status")
+def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None) -> None:
+    """Which node is primary, each replica's lag (bytes, seconds) and whether it streams;
+    a node that does not answer, no healthy standby, no synchronous standby when
+    synchronous_mode is on. Read from each node's Patroni REST API."""
+    from safehold.dr.standby.config import resolve_setup
+    from safehold.dr.standby.status import standby_status
+
+    s = settings(ctx)
+    _, policy = load_config(config)
+    status = standby_status(resolve_setup(policy, service))
+    if s.json:
+        print_json({"message_type": "standby_status", **status.to_dict()})
+        return
+    primary = status.primary or "NONE"
+    lines = [
+        f"standby of {service} (Patroni scope {status.scope}): primary {primary},"
+        f" timeline {status.timeline}"
+        + (f", synchronous standby {status.sync_standby}" if status.synchronous_mode else "")
+    ]
+    for node in status.nodes:
+        if not node.reachable:
+            lines.append(f"  {node.name:<12} {node.address:<22} does not answer: {node.error}")
+            continue
+        lag = ""
+        if node.lag_bytes is not None:
+            seconds = "?" if node.lag_seconds is None else f"{node.lag_seconds:.1f}"
+            lag = f", lag {node.lag_bytes} bytes, {seconds} s"
+        streaming = {True: ", streaming", False: ", NOT streaming", None: ""}[node.streaming]
+        lines.append(
+            f"  {node.name:<12} {node.address:<22} {node.role} ({node.state}){streaming}{lag}"
+        )
+    lines += [f"  PROBLEM: {p}" for p in status.problems] or ["  healthy"]
+    if not s.quiet:
+        out().print("\n".join(lines), markup=False)
+
+
+@standby_app.command("failover-drill")
+def failover_drill_cmd(
+    ctx: typer.Context,
+    service: ServiceArg,
+    config: ConfigOpt = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="kill (SIGKILL the primary node) or switchover.")
+    ] = "kill",
+    dsn: Annotated[
+        str,
+        typer.Option(
+            "--dsn",
+            help="User and database for the writer through HAProxy's write port (password:"
+            " PGPASSWORD or ~/.pgpass).",
+        ),
+    ] = "user=postgres dbname=postgres",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for each step.")
+    ] = 120.0,
+) -> None:
+    """While a writer commits through HAProxy's write port, kill the primary node outright
+    (its Patroni and postgres, which must run on this host) or ask Patroni for a
+    switchover; measure the time until writes succeed again through the same port, the
+    acknowledged commits missing on the new primary, and the old node's return as a
+    replica. The report (JSON) is kept in the daemon's state directory."""
+    from safehold.dr.standby.config import resolve_setup
+    from safehold.dr.standby.drill import MODES, run_failover_drill, save_report
+    from safehold.errors import InvalidArgument
+    from safehold.service.paths import state_dir
+
+    s = settings(ctx)
+    if mode not in MODES:
+        raise InvalidArgument(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    path, policy = load_config(config)
+    setup = resolve_setup(policy, service)
+    host = (
+        setup.standby.listen if setup.standby.listen not in ("0.0.0.0", "*", "::") else "127.0.0.1"
+    )
+    conninfo = f"{dsn} host={host} port={setup.standby.write_port}"
+    directory = state_dir(policy, path) / "failover-drills"
+    report = run_failover_drill(setup, mode, conninfo, directory, timeout)
+    saved = save_report(report, directory)
+    if s.json:
+        print_json({**report.to_dict(), "report": str(saved)})
+    elif not s.quiet:
+        out().print(
+            f"{mode} of {report.old_primary}: {report.new_primary} took the writes through"
+            f" HAProxy after {report.write_downtime_seconds} s (longest write gap"
+            f" {report.longest_write_gap_seconds} s); {report.commits_acknowledged} commits"
+            f" acknowledged, {len(report.commits_missing)} missing on the new primary;"
+            + (
+                f" {report.old_primary} back as replica after {report.rejoin_seconds} s"
+                if report.old_primary_rejoined
+                else f" {report.old_primary} NOT back: {'; '.join(report.notes)}"
+            )
+            + f"\nreport: {saved}",
+            markup=False,
+        )

@@ -69,6 +69,9 @@ class StandbyNode(PolicyModel):
     port: Port = 5432
     rest_port: Port = 8008  # Patroni's REST API: HAProxy's health checks ask it
     listen: Text | None = None  # the address PostgreSQL and Patroni bind (default: host)
+    # how a failover drill starts this node's Patroni again after killing it; unset: its
+    # service manager restarts it (systemd Restart=always)
+    start_command: Text | None = None
 
     @property
     def bind(self) -> str:
