@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from safehold.cli.app import app, settings
-from safehold.cli.output import ErrorPrinter, human_size, out, print_json
+from safehold.cli.output import ErrorPrinter, count, human_size, out, print_json
 from safehold.errors import InvalidArgument
 
 __all__ = ["pg_app"]
@@ -81,7 +81,7 @@ def backup(
         st = result.stats
         out().print(
             f"{src['type']} backup of cluster {src['system_id']} saved as snapshot "
-            f"{result.snapshot.short_id}: {st.total_files_processed} files "
+            f"{result.snapshot.short_id}: {count(st.total_files_processed, 'file')} "
             f"({st.files_unmodified} unchanged, not read), "
             f"{human_size(st.total_bytes_processed)}, {human_size(result.data_added)} added, "
             f"LSN {src['start_lsn']}..{src['stop_lsn']} timeline {src['timeline']}, "
@@ -538,7 +538,8 @@ def status(
         return
     for c in statuses:
         out().print(
-            f"cluster {c.system_id}: {len(c.backups)} base backups, {c.wal_files} WAL files "
+            f"cluster {c.system_id}: {count(len(c.backups), 'base backup')}, "
+            f"{count(c.wal_files, 'WAL file')} "
             f"({c.wal_first} .. {c.wal_last}), timelines {c.timelines}; production's lineage "
             f"{' -> '.join(map(str, c.lineage))}"
             + (f", other timelines {c.other_timelines} (not followed)" if c.other_timelines else "")
