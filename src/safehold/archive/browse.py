@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from safehold.archive.extent import check_extent, measure
+from safehold.archive.extent import TreeTexts, check_extent, measure
 from safehold.archive.tree import Node, iter_entries, tree_nodes
 from safehold.errors import InvalidArgument, TooDeep
 from safehold.repo.limits import MAX_DEPTH
@@ -49,10 +49,12 @@ def node_time(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
-def _nodes(repo: Repository, tree_id: str | None) -> list[Node]:
+def _nodes(
+    repo: Repository, tree_id: str | None, text: Callable[[str], str] | None = None
+) -> list[Node]:
     if not tree_id:
         return []
-    return tree_nodes(repo.load_tree_text(tree_id), f"tree {tree_id}")
+    return tree_nodes((text or repo.load_tree_text)(tree_id), f"tree {tree_id}")
 
 
 def _split(path: str) -> list[bytes]:
@@ -76,14 +78,20 @@ def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node | None:
     return node
 
 
-def walk(repo: Repository, tree_id: str | None, prefix: bytes) -> Iterator[tuple[bytes, Node]]:
-    """Every entry below a tree, depth first, with its absolute path.
+def walk(
+    repo: Repository,
+    tree_id: str | None,
+    prefix: bytes,
+    text: Callable[[str], str] | None = None,
+) -> Iterator[tuple[bytes, Node]]:
+    """Every entry below a tree, depth first, with its absolute path (``text`` reads a
+    tree's document: ``repo.load_tree_text`` by default).
 
     Iterative, not recursive: a tree may be deeper than Python's recursion limit. A
     directory deeper than ``MAX_DEPTH`` levels ends the walk with an error (restore
     does not restore it either).
     """
-    stack = [(prefix, iter(_nodes(repo, tree_id)))]
+    stack = [(prefix, iter(_nodes(repo, tree_id, text)))]
     while stack:
         base, entries = stack[-1]
         node = next(entries, None)
@@ -95,7 +103,7 @@ def walk(repo: Repository, tree_id: str | None, prefix: bytes) -> Iterator[tuple
             raise TooDeep(os.fsdecode(path), MAX_DEPTH)
         yield path, node
         if node.type == "dir":
-            stack.append((path, iter(_nodes(repo, node.subtree))))
+            stack.append((path, iter(_nodes(repo, node.subtree, text))))
 
 
 def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple[bytes, Node]]:
@@ -103,15 +111,16 @@ def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple
     (``SnapshotTooLarge``) when shared trees make it expand past what the snapshot holds."""
     node = find_node(repo, snapshot, path) if path.rstrip("/") else None
     start = node.subtree if node is not None else snapshot.tree
+    texts = TreeTexts(repo.load_tree_text)
     if start:
-        check_extent(snapshot, measure(lambda t: _nodes(repo, t), start), start)
+        check_extent(snapshot, measure(lambda t: _nodes(repo, t, texts.keep), start), start)
     if node is None:
-        yield from walk(repo, snapshot.tree, b"")
+        yield from walk(repo, snapshot.tree, b"", texts.take)
         return
     base = os.fsencode(path.rstrip("/"))
     yield base, node
     if node.type == "dir":
-        yield from walk(repo, node.subtree, base)
+        yield from walk(repo, node.subtree, base, texts.take)
 
 
 def diff_trees(

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_ENTRIES",
     "NOTHING_STORED",
     "Extent",
+    "TreeTexts",
     "allowance",
     "bounded",
     "check_extent",
@@ -104,6 +105,35 @@ def allowance(snapshot: Snapshot | None, extent: Extent) -> int:
     summary = snapshot.summary if snapshot is not None else {}
     declared = sum(v for k in _DECLARED if isinstance(v := summary.get(k, 0), int) and v > 0)
     return min(MAX_ENTRIES, declared + STORED_REPEATS * extent.stored + ENTRY_MARGIN)
+
+
+class TreeTexts:
+    """Tree documents read while measuring, kept (up to ``budget`` bytes) for the walk
+    that follows: measuring first then costs no second read of a snapshot's trees
+    unless they are large."""
+
+    def __init__(self, load: Callable[[str], str], budget: int = 32 << 20) -> None:
+        self._load = load
+        self._budget = budget
+        self._texts: dict[str, str] = {}
+
+    def keep(self, tree_id: str) -> str:
+        """A tree's text for measuring, kept while the budget lasts."""
+        text = self._texts.get(tree_id)
+        if text is None:
+            text = self._load(tree_id)
+            if len(text) <= self._budget:
+                self._texts[tree_id] = text
+                self._budget -= len(text)
+        return text
+
+    def take(self, tree_id: str) -> str:
+        """A tree's text for the walk: kept ones are handed over (and forgotten)."""
+        text = self._texts.pop(tree_id, None)
+        if text is None:
+            return self._load(tree_id)
+        self._budget += len(text)
+        return text
 
 
 def bounded(items: Iterable[T], limit: int, what: str) -> Iterator[T]:
