@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "CorruptObject",
+    "DrillCheckFailed",
+    "DrillObjectiveMissed",
     "Interrupted",
     "InvalidArgument",
     "InvalidPath",
@@ -161,6 +163,18 @@ class RecoveryUnhealthy(SafeholdError):
     """The service came back but is not healthy: {0}"""
 
     exit_code = 6
+
+
+class DrillCheckFailed(SafeholdError):
+    """Drill of {0} failed: {1}"""
+
+    exit_code = 7  # the data did not come back right: a restore error or a failed check
+
+
+class DrillObjectiveMissed(SafeholdError):
+    """Drill of {0}: the data is right but {1}"""
+
+    exit_code = 8  # every check passed, the RTO or the RPO objective was missed
 
 
 class NoCopyReadable(SafeholdError):

@@ -30,6 +30,8 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
         "cuts",
         "recover",
         "runbook",
+        "drill",
+        "drills",
         "serve",
         "standby",
     ),

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 failure; 3 snapshot made but some files could not be read;
 5 `status`: a service outside its objectives; 6 `recover`: back, but a health check
-failed; 10 repository missing (or no copy of it readable); 11 repository locked (or a
-daemon already running the policy); 12 wrong password; 130 interrupted (Ctrl-C, SIGTERM
+failed; 7 `drill`: a data check failed; 8 `drill`: the data is right, an objective missed;
+10 repository missing (or no copy of it readable); 11 repository locked (or a daemon
+already running the policy); 12 wrong password; 130 interrupted (Ctrl-C, SIGTERM
 or SIGHUP, as restic exits 130 on an interrupt).
 """
 
@@ -60,6 +61,8 @@ COMMAND_MODULES = {
     "cuts": "cuts_cmd",
     "cut": "cuts_cmd",
     "runbook": "runbook_cmd",
+    "drill": "drill_cmd",
+    "drills": "drill_cmd",
     "serve": "serve_cmd",
     "standby": "standby_cmd",
 }

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from safehold.dr.recovery.plan import RecoveryPlan
     from safehold.dr.recovery.report import RecoveryReport, StepRecord
 
-__all__ = ["recover"]
+__all__ = ["recover", "step_observer"]
 
 
 @app.command("recover")
@@ -94,7 +94,7 @@ def recover(
         safehold_command=safehold_command,
         state_path=state_file,
     )
-    recovery = prepare(policy, request, _observer(s.json, s.quiet))
+    recovery = prepare(policy, request, step_observer(s.json, s.quiet))
     if dry_run or s.json:
         if dry_run and not s.json:
             out().print(render_plan(recovery.plan), markup=False, end="")
@@ -114,7 +114,8 @@ def recover(
         raise error
 
 
-def _observer(as_json: bool, quiet: bool) -> Any:
+def step_observer(as_json: bool, quiet: bool) -> Any:
+    """Each step as it ends (text), or as it begins and ends (JSON lines); drills too."""
     lock = threading.Lock()
 
     def observe(record: StepRecord) -> None:

@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 
 from safehold.dr.fields import describe
 from safehold.dr.policy import Policy
+from safehold.dr.policy_drill import drill_problems
 from safehold.dr.policy_recovery import recovery_problems
 from safehold.dr.policy_sources import KINDS
 from safehold.dr.standby.policy import standby_problems
@@ -265,6 +266,7 @@ def _check_references(document: dict[str, Any]) -> list[tuple[KeyPath, str]]:
         problems.extend(_duplicate_sources(name, service.get("sources")))
         problems.extend(recovery_problems(name, service))
         problems.extend(standby_problems(name, service))
+        problems.extend(drill_problems(name, service))
     for name, repo in (repositories or {}).items() if isinstance(repositories, dict) else ():
         replicas = repo.get("replicas") if isinstance(repo, dict) else None
         seen: dict[str, int] = {}

@@ -31,6 +31,7 @@ from safehold.dr.fields import (
     fail,
     parse_interval,
 )
+from safehold.dr.policy_drill import Drill
 from safehold.dr.policy_http import HttpSettings
 from safehold.dr.policy_recovery import Recovery
 from safehold.dr.policy_sources import Source
@@ -245,6 +246,7 @@ class Service(PolicyModel):
     sources: list[Source] = Field(min_length=1)
     recovery: Recovery = Recovery()  # how `safehold recover` brings it back (docs/recover.md)
     standby: Standby | None = None  # a hot standby of its PostgreSQL (docs/standby.md)
+    drill: Drill | None = None  # scheduled recovery drills (docs/drills.md)
 
 
 # -- the daemon -------------------------------------------------------------------------

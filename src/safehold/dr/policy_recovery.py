@@ -31,8 +31,10 @@ __all__ = [
     "HealthCheck",
     "Recovery",
     "SourceTarget",
+    "check_problems",
     "describe_recovery",
     "recovery_problems",
+    "source_kinds",
 ]
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -152,12 +154,7 @@ def recovery_problems(service: str, document: dict[str, Any]) -> list[tuple[tupl
     recovery = document.get("recovery")
     if not isinstance(recovery, dict):
         return []
-    sources = document.get("sources")
-    kinds = {
-        s.get("name"): s.get("kind")
-        for s in (sources if isinstance(sources, list) else [])
-        if isinstance(s, dict)
-    }
+    kinds = source_kinds(document)
     known = ", ".join(str(n) for n in kinds) or "none"
     base: tuple[Any, ...] = ("services", service, "recovery")
     problems: list[tuple[tuple[Any, ...], str]] = []
@@ -176,7 +173,25 @@ def recovery_problems(service: str, document: dict[str, Any]) -> list[tuple[tupl
                         f"does not apply to a {kinds[name]} source (it takes {fits})",
                     )
                 )
-    checks = recovery.get("checks")
+    return problems + check_problems(base, recovery.get("checks"), kinds)
+
+
+def source_kinds(document: dict[str, Any]) -> dict[Any, Any]:
+    """A service document's sources, name -> kind."""
+    sources = document.get("sources")
+    return {
+        s.get("name"): s.get("kind")
+        for s in (sources if isinstance(sources, list) else [])
+        if isinstance(s, dict)
+    }
+
+
+def check_problems(
+    base: tuple[Any, ...], checks: Any, kinds: dict[Any, Any]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Checks naming an unknown source, or an SQL check on a source that is not PostgreSQL."""
+    known = ", ".join(str(n) for n in kinds) or "none"
+    problems: list[tuple[tuple[Any, ...], str]] = []
     for i, check in enumerate(checks if isinstance(checks, list) else []):
         named = check.get("source") if isinstance(check, dict) else None
         if named is None:

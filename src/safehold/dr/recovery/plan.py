@@ -41,8 +41,11 @@ __all__ = [
     "build_plan",
     "free_port",
     "log_target_of",
+    "newest_point",
     "open_readable_copy",
+    "plan_checks",
     "snapshot_point",
+    "tagged_snapshots",
 ]
 
 LATEST = "latest"
@@ -189,7 +192,8 @@ def snapshot_point(snap: Snapshot) -> datetime:
     return snap.datetime + timedelta(seconds=float(snap.summary.get("total_duration", 0) or 0))
 
 
-def _tagged(snapshots: list[Snapshot], service: str, source: Source) -> list[Snapshot]:
+def tagged_snapshots(snapshots: list[Snapshot], service: str, source: Source) -> list[Snapshot]:
+    """A source's snapshots (a database's base backups), oldest recovery point first."""
     tag = source_tag(service, source.name)
     found = [s for s in snapshots if tag in s.tags]
     if source.kind == "postgres":
@@ -199,7 +203,7 @@ def _tagged(snapshots: list[Snapshot], service: str, source: Source) -> list[Sna
     return sorted(found, key=snapshot_point)
 
 
-def _newest_point(repo: Repository, source: Source, snaps: list[Snapshot]) -> datetime:
+def newest_point(repo: Repository, source: Source, snaps: list[Snapshot]) -> datetime:
     """The newest moment a source can be brought back to."""
     newest = snapshot_point(snaps[-1])
     if source.kind in ("postgres", "mysql"):
@@ -266,10 +270,10 @@ def build_plan(
     tagged: dict[str, list[Snapshot]] = {}
     newest: dict[str, datetime] = {}
     for source in svc.sources:
-        tagged[source.name] = _tagged(snapshots, service, source)
+        tagged[source.name] = tagged_snapshots(snapshots, service, source)
         if not tagged[source.name]:
             raise RecoveryRefused(f"source {source.name} has no backup in {location}")
-        newest[source.name] = _newest_point(repo, source, tagged[source.name])
+        newest[source.name] = newest_point(repo, source, tagged[source.name])
     cut_point = parse_time(cut["time"]) if cut is not None else None
     logged = [s.name for s in svc.sources if s.kind == "postgres"]
     point = _moment_point(moment, newest, logged, cut_point)
@@ -454,3 +458,9 @@ def _check(check: HealthCheck, index: int, values: dict[tuple[str, str], str]) -
         expect=check.expect,
         status=check.status,
     )
+
+
+def plan_checks(plan: RecoveryPlan, checks: list[HealthCheck]) -> list[PlannedCheck]:
+    """More checks for a plan (a drill's own), with its placeholders filled in."""
+    values = _placeholders(plan.sources, plan.target_root)
+    return [_check(c, len(plan.checks) + i, values) for i, c in enumerate(checks)]

@@ -1,0 +1,176 @@
+"""``safehold drill`` on a service of files and SQLite (no database server): a passing
+drill with its report in the state directory and the repository, a missed RTO objective
+(exit 8), a flipped byte in a pack (exit 7, naming the pack and the file), a sandbox that
+would overlap the live service refused, and the random point chooser's spread."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from safehold.dr.drill.point import Window, choose_moment
+from safehold.repo.snapshot import parse_time
+from tests.dr.test_recover import _backup, _service
+from tests.service.daemon_helpers import SAFEHOLD, clean_env
+
+
+def _settings(tmp_path: Path, extra: str = "") -> str:
+    return (
+        f'[services.app.drill]\nschedule = "off"\n'
+        '[[services.app.drill.checks]]\nname = "meta readable"\n'
+        'command = "test -s {meta.path}"\n'
+        f"{extra}"
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nmetrics = "off"\n'
+    )
+
+
+def _drill(config: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run(
+        [
+            *SAFEHOLD,
+            "--json",
+            "drill",
+            "app",
+            "-c",
+            config,
+            "--sandbox",
+            config.parent / "sb",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
+    docs = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+    report = next((d for d in docs if d.get("message_type") == "drill"), {})
+    return proc.returncode, report, proc.stderr
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_drill_passes_reports_each_step_and_leaves_the_live_service_alone(
+    tmp_path: Path,
+) -> None:
+    config, live = _service(tmp_path, _settings(tmp_path))
+    before = _tree_digest(live)
+    code, report, err = _drill(config)
+    assert code == 0, (err, report.get("error"))
+    assert report["outcome"] == "passed" and report["rto_seconds"] > 0
+    assert report["rpo_seconds"] is not None and report["rto_met"] is True
+    steps = {(s["step"], s["source"]) for s in report["steps"]}
+    assert {("preflight", None), ("restore", "files"), ("restore", "meta")} <= steps
+    assert {("verify", "files"), ("verify", "meta"), ("health", "meta readable")} <= steps
+    assert all(s["seconds"] is not None for s in report["steps"])
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["files data"]["passed"] and checks["files data"]["figures"]["files"] == 20
+    assert checks["meta data"]["detail"].endswith("integrity_check ok")
+    assert checks["meta readable"]["passed"]
+    assert _tree_digest(live) == before
+    assert not list((tmp_path / "sb").iterdir()), "the sandbox was not removed"
+    state = tmp_path / "state" / "drills" / "app"
+    assert (state / f"{report['id']}.json").exists()
+    assert "<svg" in (state / f"{report['id']}.html").read_text()
+    listed = subprocess.run(
+        [*SAFEHOLD, "--json", "drills", "-c", config],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [d["id"] for d in json.loads(listed.stdout)] == [report["id"]]
+    page = subprocess.run(
+        [*SAFEHOLD, "drills", "show", report["id"][:12], "--html", "-c", config],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert page.returncode == 0, page.stderr
+    assert "<svg" in page.stdout and "files data" in page.stdout
+    assert "<script" not in page.stdout and "src=" not in page.stdout  # standalone
+    _backup(config)  # replicates: the report is copied, and check does not choke on it
+    assert (tmp_path / "replica" / "reports" / "app" / report["id"]).exists()
+    checked = subprocess.run(
+        [*SAFEHOLD, "--repo", tmp_path / "repo", "--password-file", tmp_path / "pw", "check"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_a_missed_rto_objective_exits_8_with_the_data_right(tmp_path: Path) -> None:
+    slow = '[[services.app.drill.checks]]\ncommand = "sleep 1.2"\n'
+    objectives = '[services.app.objectives]\nrto = "1s"\n'
+    config, _live = _service(tmp_path, _settings(tmp_path, slow) + objectives)
+    code, report, err = _drill(config)
+    assert code == 8, (err, report)
+    assert report["outcome"] == "objective missed"
+    assert all(c["passed"] for c in report["checks"])
+    assert report["rto_met"] is False and report["rto_seconds"] > 1
+    assert "achieved RTO" in err and err.count("\n") == 1
+
+
+def test_a_flipped_byte_in_a_pack_fails_the_drill_naming_pack_and_file(tmp_path: Path) -> None:
+    from safehold.archive.browse import find_node
+    from safehold.dr.jobs import source_tag
+    from safehold.dr.load import load_policy
+    from safehold.dr.status import open_policy_repository
+
+    config, live = _service(tmp_path, _settings(tmp_path))
+    policy = load_policy(config)
+    repo = open_policy_repository(policy.repositories["main"])
+    repo.load_index()
+    snap = next(s for s in repo.list_snapshots() if source_tag("app", "files") in s.tags)
+    node = find_node(repo, snap, str(live / "files" / "sub" / "3.txt"))
+    assert node is not None
+    pack = repo.locate(node.content[0]).pack
+    path = tmp_path / "repo" / "data" / pack[:2] / pack
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    code, report, err = _drill(config)
+    assert code == 7, (err, report)
+    assert report["outcome"] in ("failed", "check failed")
+    assert pack[:16] in report["error"] or pack in report["error"], report["error"]
+    assert "sub/" in report["error"]
+    assert err.count("\n") == 1 and err.startswith("safehold: Drill of app failed:")
+
+
+def test_a_sandbox_inside_a_live_path_is_refused(tmp_path: Path) -> None:
+    config, live = _service(tmp_path, _settings(tmp_path))
+    proc = subprocess.run(
+        [*SAFEHOLD, "drill", "app", "-c", config, "--sandbox", live / "files" / "drills"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("safehold: Recovery refused, nothing was written: the sandbox")
+    assert f"overlaps the live path {live / 'files'}" in proc.stderr
+    assert not any((live / "files" / "drills").iterdir())
+
+
+def test_random_points_spread_over_the_window() -> None:
+    oldest = datetime(2026, 1, 1, tzinfo=UTC)
+    window = Window(oldest, oldest + timedelta(days=7), {})
+    rng = random.Random(16)
+    points = [parse_time(str(choose_moment("random", window, rng).value)) for _ in range(20)]
+    assert all(window.oldest <= p <= window.newest for p in points)
+    quarters = {int((p - oldest) / (window.newest - oldest) * 4) for p in points}
+    assert quarters == {0, 1, 2, 3}
+    assert len(set(points)) == 20
+    assert choose_moment("latest", window).kind == "latest"
+    assert choose_moment("cut:abc", window).value == "abc"
