@@ -56,7 +56,7 @@ options.paths = ["{files}"]
 [services.bench.recovery]
 safehold_command = "{wrapper}"
 [[services.bench.recovery.checks]]
-sql = "SELECT count(*) > 0 FROM pgbench_accounts"
+sql = "SELECT EXISTS (SELECT 1 FROM pgbench_accounts)"
 source = "db"
 expect = "t"
 """
