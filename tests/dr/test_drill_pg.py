@@ -1,0 +1,163 @@
+"""``safehold drill`` of a service with PostgreSQL 15 (WAL archived), files and SQLite,
+on real servers: the drill passes with pg_amcheck and row counts, its report times every
+step, and the live cluster (its data, its port, its sessions) and the live files are as
+they were; then a drill with a 1-second RTO objective restores correctly and exits 8."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safehold.dr.jobs import job_commands
+from safehold.dr.load import load_policy
+from safehold.dr.schedule import JobId
+from tests.service.daemon_helpers import SAFEHOLD, clean_env
+from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.timeout(600)
+
+POLICY = """
+[repositories.main]
+location = "{repo}"
+password_file = "{password}"
+
+[services.app]
+[[services.app.sources]]
+name = "db"
+kind = "postgres"
+options = {{ pgdata = "{pgdata}", host = "{sockdir}", port = {pgport}, user = "postgres" }}
+[[services.app.sources]]
+name = "uploads"
+kind = "files"
+options.paths = ["{uploads}"]
+[[services.app.sources]]
+name = "meta"
+kind = "sqlite"
+options.database = "{sqlite}"
+
+[services.app.recovery]
+safehold_command = "{wrapper}"
+timeout = "5m"
+
+[services.app.drill]
+schedule = "off"
+[[services.app.drill.checks]]
+name = "every order"
+sql = "SELECT count(*) FROM orders"
+source = "db"
+expect = "300"
+
+[daemon]
+state_dir = "{state}"
+metrics = "off"
+"""
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _job(config: Path, action: str, target: str, schedule: str) -> None:
+    for command in job_commands(load_policy(config), JobId(action, target, schedule)):
+        proc = subprocess.run(
+            [*SAFEHOLD, *command.argv],
+            capture_output=True,
+            text=True,
+            env=clean_env(SAFEHOLD_CONFIG=str(config), **command.env),
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+
+def _drill(config: Path, sandbox: Path) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run(
+        [*SAFEHOLD, "--json", "drill", "app", "-c", config, "--sandbox", sandbox],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=600,
+    )
+    docs = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+    return proc.returncode, next(d for d in docs if d.get("message_type") == "drill"), proc.stderr
+
+
+def _sessions(live: Any) -> list[tuple[Any, ...]]:
+    return live.sql(
+        "SELECT datname, usename, application_name, backend_type FROM pg_stat_activity"
+        " WHERE pid <> pg_backend_pid() ORDER BY 1, 2, 3, 4"
+    )
+
+
+def test_a_drill_of_postgres_files_and_sqlite(pg_env: PgEnv) -> None:  # noqa: F811
+    base = pg_env.base / "drilled"
+    uploads = base / "uploads"
+    uploads.mkdir(parents=True)
+    for i in range(30):
+        (uploads / f"{i}.bin").write_bytes(bytes([i]) * 5000)
+    with sqlite3.connect(base / "meta.db") as db:
+        db.execute("CREATE TABLE settings (k, v)")
+        db.execute("INSERT INTO settings VALUES ('plan', 'gold')")
+    live = pg_env.cluster("drilldb")
+    live.sql("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+    live.sql("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 200) g")
+    config = base / "safehold.toml"
+    config.write_text(
+        POLICY.format(
+            repo=pg_env.repo, password=pg_env.password_file, pgdata=live.pgdata,
+            sockdir=live.sockdir, pgport=live.port, uploads=uploads, sqlite=base / "meta.db",
+            wrapper=pg_env.wrapper, state=base / "state",
+        )
+    )  # fmt: skip
+    _job(config, "backup", "app/db", "full")
+    live.sql("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(201, 300) g")
+    _job(config, "backup", "app/uploads", "backup")
+    _job(config, "backup", "app/meta", "backup")
+    live.sql("CREATE TABLE heartbeat AS SELECT now() AS t")  # the database moves on
+    live.sql("SELECT pg_switch_wal()")
+    live.wait_archived()
+
+    files_before = _digest(uploads) | {"meta.db": _digest(base)["meta.db"]}
+    rows_before = live.sql("SELECT md5(string_agg(id || note, ',' ORDER BY id)) FROM orders")
+    sessions_before = _sessions(live)
+    code, report, err = _drill(config, base / "sandbox")
+    assert code == 0, (err, report.get("error"))
+    assert report["outcome"] == "passed" and report["rto_met"] and report["rpo_met"]
+    checks = {c["name"]: c for c in report["checks"]}
+    db = checks["db data"]
+    assert db["passed"] and "pg_amcheck clean" in db["detail"], db
+    assert db["figures"]["rows"]["postgres"]["public.orders"] == 300
+    assert checks["every order"]["passed"]  # the WAL after the base backup was replayed
+    assert checks["uploads data"]["figures"]["files"] == 30
+    timed = {(s["step"], s["source"]): s["seconds"] for s in report["steps"]}
+    for step in (("restore", "db"), ("start", "db"), ("verify", "db"), ("verify", "uploads")):
+        assert timed[step] is not None and timed[step] >= 0
+    assert report["rpo_sources"]["db"]["basis"].startswith("the live primary's")
+    port = next(s["port"] for s in report["sources"] if s["name"] == "db")
+    assert port != live.port
+    # the live service as it was
+    assert live.sql("SHOW port") == [(str(live.port),)]
+    assert live.sql("SELECT md5(string_agg(id || note, ',' ORDER BY id)) FROM orders") == (
+        rows_before
+    )
+    assert _sessions(live) == sessions_before
+    assert _digest(uploads) | {"meta.db": _digest(base)["meta.db"]} == files_before
+    assert not any((base / "sandbox").iterdir())  # torn down
+    stopped = subprocess.run(["pg_isready", "-h", str(live.sockdir), "-p", str(port)])
+    assert stopped.returncode != 0  # the sandbox's server is gone
+
+    # the same service with a 1-second RTO objective: the data is right, the objective missed
+    config.write_text(config.read_text() + '[services.app.objectives]\nrto = "1s"\n')
+    code, report, err = _drill(config, base / "sandbox")
+    assert code == 8, (err, report.get("error"))
+    assert report["outcome"] == "objective missed" and report["rto_met"] is False
+    assert all(c["passed"] for c in report["checks"])
