@@ -6,12 +6,15 @@ would overlap the live service refused, and the random point chooser's spread.""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from safehold.dr.drill.point import Window, choose_moment
 from safehold.repo.snapshot import parse_time
@@ -147,6 +150,14 @@ def test_a_flipped_byte_in_a_pack_fails_the_drill_naming_pack_and_file(tmp_path:
     assert pack[:16] in report["error"] or pack in report["error"], report["error"]
     assert "sub/" in report["error"]
     assert err.count("\n") == 1 and err.startswith("safehold: Drill of app failed:")
+    status = subprocess.run(
+        [*SAFEHOLD, "status", "-c", config, "--no-replicas"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert status.returncode == 5, status.stdout + status.stderr
+    assert f"  drill: PROBLEM: the last drill ({report['id']}) failed: " in status.stdout
 
 
 def test_a_sandbox_inside_a_live_path_is_refused(tmp_path: Path) -> None:
@@ -174,3 +185,63 @@ def test_random_points_spread_over_the_window() -> None:
     assert len(set(points)) == 20
     assert choose_moment("latest", window).kind == "latest"
     assert choose_moment("cut:abc", window).value == "abc"
+
+
+def test_the_drill_table_is_checked_with_file_and_line(tmp_path: Path) -> None:
+    from tests.dr.test_recover import BASE, problems
+
+    text = BASE + (
+        '[services.app.drill]\npoint = "sometimes"\nmax_age = "0s"\n'
+        '[[services.app.drill.checks]]\nsql = "SELECT 1"\nsource = "files"\n'
+    )
+    assert problems(text) == [
+        "safehold.toml:15: services.app.drill.point: expected latest, random, cut:ID or a"
+        " time (RFC 3339), got 'sometimes'",
+        "safehold.toml:16: services.app.drill.max_age: must be longer than zero",
+        "safehold.toml:19: services.app.drill.checks[0].source: an sql check needs a postgres"
+        " source, not files",
+    ]
+
+
+def test_the_daemon_drills_on_its_schedule_at_low_priority(tmp_path: Path) -> None:
+    from safehold.dr.load import load_policy
+    from safehold.dr.status import evaluate
+    from safehold.service.metrics import _drill_metrics
+    from tests.service.daemon_helpers import DaemonRun
+
+    every = (
+        f'[services.app.drill]\nschedule = "*/2 * * * * *"\npoint = "latest"\n'
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nmetrics = "off"\n'
+        'status_interval = "1h"\n'
+    )
+    config, _live = _service(tmp_path, every)
+    plan = subprocess.run(
+        [*SAFEHOLD, "plan", "-c", config], capture_output=True, text=True, env=clean_env()
+    )
+    assert "  drill       schedule */2 * * * * *, point latest, max_age 8d\n" in plan.stdout
+    daemon = DaemonRun(config, tmp_path / "state").start()
+    try:
+        daemon.wait_for(
+            "two drills",
+            lambda runs: sum(r.job == "drill app" and r.outcome == "success" for r in runs) >= 2,
+            timeout=120,
+        )
+    finally:
+        assert daemon.stop() == 0
+    reports = sorted((tmp_path / "state" / "drills" / "app").glob("*.json"))
+    docs = [json.loads(p.read_text()) for p in reports]
+    assert len(docs) >= 2 and all(d["outcome"] == "passed" for d in docs)
+    assert {d["nice"] for d in docs} == {19}
+    spans = sorted((d["started"], d["ended"]) for d in docs)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # one at a time
+    status = evaluate(
+        load_policy(config), datetime.now(UTC), replicas=False, state_dir=str(tmp_path / "state")
+    )
+    (service,) = status.services
+    assert service.drill_problem is None and status.within_objectives
+    metrics = {m.name: m.samples[0].value for m in _drill_metrics(status) if m.samples}
+    assert metrics["safehold_drill_passed"] == 1
+    assert metrics["safehold_drill_rto_seconds"] == docs[-1]["rto_seconds"]
+    assert metrics["safehold_drill_last_success_timestamp_seconds"] == pytest.approx(
+        parse_time(docs[-1]["ended"]).timestamp()
+    )

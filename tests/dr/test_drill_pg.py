@@ -9,6 +9,7 @@ import hashlib
 import json
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import load_policy
 from safehold.dr.schedule import JobId
-from tests.service.daemon_helpers import SAFEHOLD, clean_env
+from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env
 from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(600)
@@ -155,9 +156,61 @@ def test_a_drill_of_postgres_files_and_sqlite(pg_env: PgEnv) -> None:  # noqa: F
     stopped = subprocess.run(["pg_isready", "-h", str(live.sockdir), "-p", str(port)])
     assert stopped.returncode != 0  # the sandbox's server is gone
 
+    # a drill killed with SIGKILL while it keeps its sandbox: the next daemon start stops
+    # its server and removes its directory
+    root, port = _killed_while_kept(config, base / "sandbox")
+    assert _pg_ready(live.sockdir, port), "the killed drill's server should still run"
+    quiet = base / "quiet.toml"  # the same state directory, nothing scheduled
+    quiet.write_text(
+        f'[repositories.main]\nlocation = "{pg_env.repo}"\npassword_file = "{pg_env.password_file}"\n'
+        f'[services.other]\n[[services.other.sources]]\nname = "f"\nkind = "files"\n'
+        f'options.paths = ["{uploads}"]\nschedules.backup = "off"\n'
+        f'[daemon]\nstate_dir = "{base / "state"}"\nmetrics = "off"\nstatus_interval = "1h"\n'
+    )
+    daemon = DaemonRun(quiet, base / "state").start()
+    try:
+        deadline = time.monotonic() + 120
+        while root.exists() or _pg_ready(live.sockdir, port):
+            assert time.monotonic() < deadline, daemon.text()
+            time.sleep(0.3)
+    finally:
+        assert daemon.stop() == 0
+    assert not list((base / "state" / "drills" / "running").iterdir())
+    assert live.sql("SHOW port") == [(str(live.port),)]
+
     # the same service with a 1-second RTO objective: the data is right, the objective missed
     config.write_text(config.read_text() + '[services.app.objectives]\nrto = "1s"\n')
     code, report, err = _drill(config, base / "sandbox")
     assert code == 8, (err, report.get("error"))
     assert report["outcome"] == "objective missed" and report["rto_met"] is False
     assert all(c["passed"] for c in report["checks"])
+
+
+def _pg_ready(sockdir: Path, port: int) -> bool:
+    return subprocess.run(["pg_isready", "-h", str(sockdir), "-p", str(port)]).returncode == 0
+
+
+def _killed_while_kept(config: Path, sandbox: Path) -> tuple[Path, int]:
+    """A drill run with --keep, SIGKILLed once it holds its sandbox: (its root, db port)."""
+    proc = subprocess.Popen(
+        [*SAFEHOLD, "drill", "app", "-c", config, "--sandbox", sandbox, "--keep", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("  db (postgres): "):
+                break
+    finally:
+        proc.kill()
+        proc.wait(30)
+    kept = next(x for x in lines if x.startswith("sandbox kept for "))
+    root = Path(kept.split(" at ", 1)[1].split(" (Ctrl-C", 1)[0])
+    port = int(lines[-1].split(" port ", 1)[1].split()[0])
+    assert root.is_dir(), "".join(lines)
+    return root, port

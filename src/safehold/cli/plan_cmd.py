@@ -106,6 +106,16 @@ def _recovery_lines(recovery: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _drill_lines(drill: dict[str, Any]) -> list[str]:
+    """The [services.NAME.drill] table: when the daemon drills, which point, its checks."""
+    lines = [
+        f"  drill       schedule {drill['schedule']}, point {drill['point']},"
+        f" max_age {drill['max_age']}"
+    ]
+    lines += [f"    check {c['name']}: {c['kind']} {c['spec']}" for c in drill["checks"]]
+    return lines
+
+
 def render_plan(plan: Plan, path: str) -> str:
     """The plan as text: repositories, then services and their sources, then the daemon."""
     lines = [
@@ -144,5 +154,7 @@ def render_plan(plan: Plan, path: str) -> str:
             from safehold.dr.standby.policy import standby_lines
 
             lines += standby_lines(service.standby, service.name)
+        if service.drill is not None:
+            lines += _drill_lines(service.drill)
     lines += ["", f"daemon: {_settings(plan.daemon)}", ""]
     return "\n".join(lines)

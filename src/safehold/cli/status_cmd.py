@@ -53,7 +53,15 @@ def status(
     path, policy = load_config(config)
     history = _open_history(policy, path)
     try:
-        result = evaluate(policy, datetime.now(UTC), history, replicas=not no_replicas)
+        from safehold.service.paths import state_dir
+
+        result = evaluate(
+            policy,
+            datetime.now(UTC),
+            history,
+            replicas=not no_replicas,
+            state_dir=str(state_dir(policy, path)),
+        )
     finally:
         if history is not None:
             history.close()
@@ -139,7 +147,24 @@ def _service_lines(service: ServiceStatus, tz: ZoneInfo) -> list[str]:
         f" worst exposure {_span(service.exposure) if service.exposure is not None else 'unknown'})"
     )
     rows = [SOURCE_COLUMNS, *(_source_row(source, tz) for source in service.sources)]
-    return ["", head, *_columns(rows, "  ")]
+    return ["", head, *_columns(rows, "  "), *_drill_lines(service)]
+
+
+def _drill_lines(service: ServiceStatus) -> list[str]:
+    """The service's drills: the last one, or the problem (docs/drills.md)."""
+    if service.drill is None:
+        return []
+    if service.drill_problem is not None:
+        return [f"  drill: PROBLEM: {service.drill_problem}"]
+    last = service.drill["last"]
+    return [
+        f"  drill: last {last['id']} passed, RTO {_seconds(last['rto_seconds'])},"
+        f" RPO {_seconds(last['rpo_seconds'])}"
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f}s"
 
 
 def _replica_row(replica: ReplicaStatus, tz: ZoneInfo) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ class JobCommand:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     repository: str = ""  # the policy's name of the repository it works on
+    low_priority: bool = False  # run under nice and ionice (drills)
 
 
 def require_service(policy: Policy, service: str) -> None:
@@ -117,6 +118,11 @@ def job_commands(policy: Policy, job: JobId, check_part: str | None = None) -> l
     if job.action == "cut":  # the policy comes from SAFEHOLD_CONFIG, which the daemon sets
         repo = policy.repository_of(job.target)
         return [JobCommand(["--json", "cut", job.target], _repo_env(policy, repo), repo)]
+    if job.action == "drill":  # at low CPU and I/O priority (the daemon's runner)
+        repo, drill = policy.repository_of(job.target), policy.services[job.target].drill
+        point = drill.point if drill is not None else "random"
+        argv = ["--json", "drill", job.target, "--point", point]
+        return [JobCommand(argv, _repo_env(policy, repo), repo, low_priority=True)]
     repo_name = job.target
     env = _repo_env(policy, repo_name)
     if job.action == "replicate":

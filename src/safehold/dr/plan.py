@@ -21,6 +21,7 @@ from safehold.dr.policy import (
     Replica,
     Retention,
 )
+from safehold.dr.policy_drill import describe_drill
 from safehold.dr.policy_recovery import describe_recovery
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import LOG_REPLICATION, JobId, next_runs
@@ -100,6 +101,7 @@ class PlannedService:
     sources: list[PlannedSource]
     recovery: dict[str, Any] = field(default_factory=dict)  # policy_recovery.describe_recovery
     standby: Standby | None = None
+    drill: dict[str, Any] | None = None  # policy_drill.describe_drill
 
 
 @dataclass(frozen=True)
@@ -233,8 +235,9 @@ def _plan_service(policy: Policy, name: str, runs: dict[JobId, list[datetime]]) 
             )
         )
     recovery = describe_recovery(service.recovery)
+    drill = describe_drill(service.drill) if service.drill is not None else None
     return PlannedService(
-        name, repository, retention, objectives, sources, recovery, service.standby
+        name, repository, retention, objectives, sources, recovery, service.standby, drill
     )
 
 
@@ -369,6 +372,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                     for src in s.sources
                 ],
                 "standby": standby_doc(s.standby, s.name) if s.standby else None,
+                "drill": s.drill,
             }
             for s in plan.services
         ],

@@ -25,13 +25,14 @@ WEEKLY = "@weekly"
 
 def parse_point(value: str) -> str:
     """``latest``, ``random``, ``cut:ID`` or a time (RFC 3339), as given; else ValueError."""
+    from safehold.errors import InvalidArgument
     from safehold.repo.snapshot import parse_time
 
     if value in POINTS or (value.startswith("cut:") and len(value) > 4):
         return value
     try:
         parse_time(value)
-    except ValueError:
+    except (ValueError, InvalidArgument):
         raise ValueError(
             f"expected latest, random, cut:ID or a time (RFC 3339), got {value!r}"
         ) from None

@@ -153,6 +153,8 @@ def scheduled_jobs(policy: Policy) -> list[tuple[JobId, str]]:
                     jobs.append((JobId("backup", target, name), spec))
         if cron_error(service.recovery.cuts) is None:
             jobs.append((JobId("cut", service_name, "cuts"), service.recovery.cuts))
+        if service.drill is not None and cron_error(service.drill.schedule) is None:
+            jobs.append((JobId("drill", service_name, "drill"), service.drill.schedule))
     for repo_name, repo in policy.repositories.items():
         for replica in repo.replicas:
             if cron_error(replica.schedule) is None:

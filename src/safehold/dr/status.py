@@ -154,11 +154,18 @@ class ServiceStatus:
     rpo: timedelta
     rto: timedelta
     sources: list[SourceStatus] = field(default_factory=list)
+    drill: dict[str, Any] | None = None  # dr/drill/status.py, for a service with drills
+    drill_problem: str | None = None  # the last drill failed, or none passed within max_age
 
     @property
     def within_objectives(self) -> bool:
         """No source breached (one whose first backup is under way is not, yet)."""
         return not any(source.breached for source in self.sources)
+
+    @property
+    def healthy(self) -> bool:
+        """Within the RPO and, with drills, the last one passed within max_age."""
+        return self.within_objectives and self.drill_problem is None
 
     @property
     def exposure(self) -> timedelta | None:
@@ -176,6 +183,8 @@ class ServiceStatus:
             "within_objectives": self.within_objectives,
             **_duration("exposure", self.exposure),
             "sources": [source.to_dict() for source in self.sources],
+            "drill": self.drill,
+            "drill_problem": self.drill_problem,
         }
 
 
@@ -187,7 +196,7 @@ class ProtectionStatus:
 
     @property
     def within_objectives(self) -> bool:
-        return all(service.within_objectives for service in self.services)
+        return all(service.healthy for service in self.services)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -563,6 +572,7 @@ def evaluate(
     history: History | None = None,
     replicas: bool = True,
     under_way: Collection[str] = (),
+    state_dir: str | None = None,
 ) -> ProtectionStatus:
     """The protection status of every service and replica of ``policy`` at ``now``.
 
@@ -571,6 +581,7 @@ def evaluate(
     stored back into it for the next evaluation that cannot read a repository.
     ``under_way``: ``SERVICE/SOURCE`` of the backups the daemon has queued or started and
     not yet recorded (a source never backed up among them is pending, not outside).
+    ``state_dir`` (the daemon's) adds each drilled service's last drills.
     """
     if now.tzinfo is None:
         raise ValueError("evaluate needs a time-zone-aware now")
@@ -580,6 +591,12 @@ def evaluate(
     for name in policy.services:
         objectives = resolve_objectives(policy, name)
         services[name] = ServiceStatus(name, objectives["rpo"].value, objectives["rto"].value)
+        if state_dir is not None:
+            from safehold.dr.drill.status import drill_status
+
+            services[name].drill, services[name].drill_problem = drill_status(
+                policy, name, state_dir, now
+            )
     for repo_name, repo in policy.repositories.items():
         serving = list(_services_of(policy, repo_name))
         if not serving and not (replicas and repo.replicas):

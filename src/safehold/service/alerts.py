@@ -53,6 +53,7 @@ FIRING: Final = "firing"
 RESOLVED: Final = "resolved"
 JOB_FAILED: Final = "job_failed"
 RPO_EXCEEDED: Final = "rpo_exceeded"
+DRILL_PROBLEM: Final = "drill_problem"
 OPEN_KEY: Final = "alerts.open"  # history state: alert key → what was sent when it opened
 OUTBOX_KEY: Final = "alerts.outbox"  # history state: events queued but not yet delivered
 DEFAULT_RETRY_DELAYS: Final = (2.0, 10.0, 30.0)
@@ -307,6 +308,13 @@ class Alerter:
         for key in [k for k in self._open if k.startswith(f"{RPO_EXCEEDED}:") and k not in seen]:
             gone = ServiceStatus(key.partition(":")[2], timedelta(0), timedelta(0))
             self._resolve(key, self._rpo_resolved(key, gone, status.now, "no longer in the policy"))
+        for service in status.services:
+            key = f"{DRILL_PROBLEM}:{service.name}"
+            if service.drill_problem is not None and key not in self._open:
+                self._fire(self._drill_event(key, service, status.now, status.now))
+            elif service.drill_problem is None and key in self._open:
+                since = datetime.fromisoformat(self._open[key]["since"])
+                self._resolve(key, self._drill_event(key, service, status.now, since))
 
     def open_alerts(self) -> dict[str, dict[str, Any]]:
         """Open alerts by key, as stored (``safehold status`` may show them)."""
@@ -432,6 +440,28 @@ class Alerter:
             since=since,
             time=now,
             error=error,
+            command=self._status_command(),
+            labels={"service": service.name},
+        )
+
+    def _drill_event(
+        self, key: str, service: ServiceStatus, now: datetime, since: datetime
+    ) -> AlertEvent:
+        """A service's drills have a problem (firing) or no longer have one (resolved)."""
+        problem = service.drill_problem
+        title = f"safehold: the drills of service {service.name} " + (
+            "have a problem" if problem else "pass again"
+        )
+        return AlertEvent(
+            status=FIRING if problem else RESOLVED,
+            alert=DRILL_PROBLEM,
+            key=key,
+            subject=service.name,
+            title=title,
+            message=f"{problem or 'The last drill passed.'}\nMore: {self._status_command()}",
+            since=since,
+            time=now,
+            error=problem,
             command=self._status_command(),
             labels={"service": service.name},
         )

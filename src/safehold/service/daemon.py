@@ -86,6 +86,8 @@ def _busy_key(job: JobId) -> str:
     """Runs that may not overlap share a key: one job per source, one per repository task."""
     if job.action == "backup":
         return f"source:{job.target}"
+    if job.action == "drill":
+        return "drill"  # one drill at a time, whatever the service
     return f"{job.action}:{job.target}:{job.schedule}"
 
 
@@ -201,6 +203,7 @@ class Daemon:
         status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
         status_thread.start()
         threading.Thread(target=self._publish_runbooks, name="runbook", daemon=True).start()
+        threading.Thread(target=self._clean_drills, name="drills", daemon=True).start()
         log.info(
             "daemon started: %d scheduled jobs, %d archivers, state in %s",
             len(self.scheduler.specs),
@@ -458,6 +461,17 @@ class Daemon:
             except Exception:
                 log.exception("job observer failed")
 
+    def _clean_drills(self) -> None:
+        """Tear down what a drill killed with the previous daemon left: its servers, its
+        sandbox (dr/drill/sandbox.py)."""
+        from safehold.dr.drill.sandbox import cleanup_abandoned
+
+        try:
+            for done in cleanup_abandoned(str(self.state_dir)):
+                log.warning("%s", done)
+        except Exception:
+            log.exception("could not clean up the sandboxes of interrupted drills")
+
     def _publish_runbooks(self) -> None:
         """Each service's runbook into the state directory and its repository, where the
         recovery procedure is found when this host is gone (dr/runbook.py)."""
@@ -495,7 +509,11 @@ class Daemon:
 
         try:
             status = evaluate(
-                self.policy, self.clock(), self.history, under_way=self._backups_under_way()
+                self.policy,
+                self.clock(),
+                self.history,
+                under_way=self._backups_under_way(),
+                state_dir=str(self.state_dir),
             )
         except Exception:
             log.exception("status evaluation failed")

@@ -235,7 +235,34 @@ def _status_metrics(status: ProtectionStatus) -> Iterator[Metric]:
             point.add_metric(values, _seconds(s.recovery_point))
     yield from (exposure, objective, within, point)
     yield from _service_metrics(status)
+    yield from _drill_metrics(status)
     yield from _replica_metrics(status)
+
+
+def _drill_metrics(status: ProtectionStatus) -> Iterator[Metric]:
+    """The last drill of each drilled service (absent: never drilled, or not measured)."""
+    svc = ("service",)
+    success = _gauge(
+        "safehold_drill_last_success_timestamp_seconds", "When the last passing drill ended.", svc
+    )
+    rto = _gauge("safehold_drill_rto_seconds", "The last drill's achieved RTO.", svc)
+    rpo = _gauge("safehold_drill_rpo_seconds", "The last drill's achieved RPO.", svc)
+    passed = _gauge("safehold_drill_passed", "1 if the last drill passed.", svc)
+    for service in status.services:
+        drill = service.drill
+        if drill is None:
+            continue
+        if drill["last_success"]:
+            stamp = datetime.fromisoformat(drill["last_success"])
+            success.add_metric([service.name], _seconds(stamp))
+        last = drill["last"]
+        if last is None:
+            continue
+        passed.add_metric([service.name], 1 if last["outcome"] == "passed" else 0)
+        for gauge, key in ((rto, "rto_seconds"), (rpo, "rpo_seconds")):
+            if last[key] is not None:
+                gauge.add_metric([service.name], float(last[key]))
+    yield from (success, rto, rpo, passed)
 
 
 def _service_metrics(status: ProtectionStatus) -> Iterator[Metric]:

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,16 @@ def _bind_to_parent() -> None:
     os.setpgid(0, 0)  # its own group: a terminal's Ctrl-C reaches the daemon only
 
 
+def _priority(command: JobCommand) -> list[str]:
+    """``nice`` and ``ionice`` (idle-most best effort) before a low-priority command."""
+    if not command.low_priority:
+        return []
+    prefix = ["nice", "-n", "19"]
+    if shutil.which("ionice"):
+        prefix += ["ionice", "-c", "2", "-n", "7"]
+    return prefix
+
+
 @dataclass
 class CommandResult:
     argv: list[str]
@@ -70,7 +81,7 @@ class ChildProcess:
         self.argv = [*extra_args, *command.argv]
         env = {**os.environ, **command.env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "safehold", *self.argv],
+            [*_priority(command), sys.executable, "-m", "safehold", *self.argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -61,6 +61,7 @@ class DrillReport:
     sandbox: dict[str, Any] = field(default_factory=dict)  # root, kept_until, how to reach
     teardown: list[str] = field(default_factory=list)
     location: str | None = None
+    nice: int = 0  # the drill's CPU priority (the daemon runs drills at 19)
 
     @property
     def rto_met(self) -> bool | None:

@@ -84,6 +84,7 @@ class Drill:
             service=request.service,
             started=started.isoformat(),
             point_spec=request.point,
+            nice=os.getpriority(os.PRIO_PROCESS, 0),
         )
         objectives = resolve_objectives(policy, request.service)
         self.report.objectives = {
