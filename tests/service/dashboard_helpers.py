@@ -77,6 +77,16 @@ class Site:
         assert proc.returncode in (0, 5), proc.stderr.decode()
         return json.loads(proc.stdout)
 
+    def drill(self, service: str) -> None:
+        """``safehold drill SERVICE``: a sandboxed recovery, its report stored."""
+        proc = subprocess.run(
+            [*SAFEHOLD, "--json", "drill", service, "-c", str(self.config)],
+            capture_output=True,
+            env=self.env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+
     def cli_lines(self, *args: str) -> list[Any]:
         """A repository command's ``--json`` lines (``ls``), with the policy's repository."""
         proc = subprocess.run(

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ),
         )
         wait_for("a status that knows every job's outcome", lambda: settled(running))
+        running.drill("app")  # one stored drill report (the replica now misses it)
+        drilled = datetime.now(UTC)
+        wait_for(
+            "a status evaluated after the drill",
+            lambda: datetime.fromisoformat(running.json("/api/v1/status")["now"]) > drilled,
+        )
         yield running
     finally:
         running.stop()
@@ -117,6 +124,24 @@ def test_snapshots_and_trees_equal_the_cli_documents(site: Site) -> None:
 
     assert file["sha256"] == hashlib.sha256(b"alpha\n").hexdigest()
     assert len(file["blobs"]) == 1 and len(file["blobs"][0]) == 64
+
+
+def test_drills_equal_the_cli_documents(site: Site) -> None:
+    listed = site.json("/api/v1/drills")
+    assert listed == site.cli_json("drills") and len(listed) == 1
+    assert site.json("/api/v1/drills?service=app") == site.cli_json("drills", "--service", "app")
+    assert site.json("/api/v1/drills?service=db") == []
+    (drill,) = listed
+    assert drill["service"] == "app" and drill["outcome"] == "passed"
+    assert site.json(f"/api/v1/drills/{drill['id'][:12]}") == site.cli_json(
+        "drills", "show", drill["id"]
+    )
+    status, _, body = site.get("/api/v1/drills/19990101")
+    assert status == 404 and json.loads(body) == {"error": "no drill report '19990101'"}
+    assert site.get("/api/v1/drills?service=nope")[0] == 404
+    status, headers, page = site.get(f"/drills/{drill['id']}/report")
+    assert status == 200 and b"<style>" in page
+    assert headers["content-security-policy"].startswith("default-src 'none'")
 
 
 def test_unknown_things_are_404_json(site: Site) -> None:
@@ -227,8 +252,13 @@ def test_basic_auth_with_a_bcrypt_password_file(tmp_path: Path) -> None:
 def test_nothing_served_reveals_a_secret(site: Site) -> None:
     """Every API document and page, as the operator sees them."""
     snap = site.json("/api/v1/services/app/snapshots")[-1]["id"]
+    drill = site.json("/api/v1/drills")[-1]["id"]
     data = str(site.base / "data")
     paths = [
+        "/api/v1/drills",
+        f"/api/v1/drills/{drill}",
+        f"/drills/{drill}",
+        f"/drills/{drill}/report",
         "/api/v1/status",
         "/api/v1/services/app",
         "/api/v1/services/db",
@@ -271,6 +301,8 @@ def test_openapi_schema_describes_every_route(site: Site) -> None:
         "/api/v1/services/{service}/snapshots/{snapshot}/tree",
         "/api/v1/services/{service}/snapshots/{snapshot}/file",
         "/api/v1/services/{service}/backup",
+        "/api/v1/drills",
+        "/api/v1/drills/{report}",
     }
     jobs = schema["paths"]["/api/v1/jobs"]["get"]
     assert {p["name"] for p in jobs["parameters"]} == {"job", "outcome", "limit"}

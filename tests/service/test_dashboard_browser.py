@@ -196,9 +196,14 @@ def test_every_page_renders_without_errors_and_the_chart_has_its_points(
     try:
         tab.login_password(VIEWER_USER, VIEWER_PASSWORD)  # a viewer from the password file
         assert tab.page.text_content(".who .role") == "viewer"
+        site.drill("app")
+        site.drill("app")
         snapshot = site.json("/api/v1/services/app/snapshots")[-1]["id"]
+        drill = site.json("/api/v1/drills")[-1]["id"]
         data = str(site.base / "data")
         pages = {
+            "drill": f"/drills/{drill}",
+            "drill-report": f"/drills/{drill}/report",
             "overview": "/",
             "service-app": "/services/app",
             "service-db": "/services/db",
@@ -221,6 +226,15 @@ def test_every_page_renders_without_errors_and_the_chart_has_its_points(
         assert len(site.json("/api/v1/services/app/exposure")["points"]) == expected
         assert tab.page.locator("#exposure-chart circle.point.now").count() == 1
         assert tab.page.locator("#exposure-chart line.objective").count() == 1
+        # the drill charts: one bar per drill, for RTO and for RPO
+        assert tab.page.locator("#drill-charts svg").count() == 2
+        bars = tab.page.locator("#drill-charts svg").first.locator("rect")
+        assert bars.count() == len(site.json("/api/v1/drills?service=app")) == 2
+        assert tab.page.locator("#drills tbody tr").count() == 2
+        tab.open("/")
+        assert tab.page.get_attribute('.card[data-service="app"] .last-drill', "data-drill") == (
+            "passed"
+        )
         # db was never backed up: no point at all, and no line
         tab.open("/services/db")
         assert tab.page.locator("#exposure-chart circle.point").count() == 0

@@ -1,9 +1,9 @@
 """The read-only JSON API, /api/v1, and its one action: a backup now.
 
 Each document is the CLI's ``--json`` document for the same question (status, jobs,
-snapshots, ls), built by the same code. Sections that later issues add (drills, standbys)
-get routes of their own here and a key of their own in the documents they extend, so
-nothing existing changes shape (docs/ARCHITECTURE.md).
+snapshots, ls, drills), built by the same code. Sections that later issues add
+(standbys) get routes of their own here and a key of their own in the documents they
+extend, so nothing existing changes shape (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from safehold.repo.snapshot import snapshot_doc
 from safehold.service.http.app import HttpProblem, require
 from safehold.service.http.documents import (
     directory_doc,
+    drill_report,
+    drills_doc,
     exposure,
     exposure_doc,
     file_doc,
@@ -116,6 +118,20 @@ def tree(request: Request, service: str, snapshot: str, path: SnapshotPath = "/"
 def file(request: Request, service: str, snapshot: str, path: SnapshotPath) -> JSONResponse:
     require(request, "viewer")
     return JSONResponse(file_doc(_dashboard(request), service, snapshot, path))
+
+
+@router.get("/drills", summary="The stored drills, oldest first: `safehold drills --json`.")
+def drills(request: Request, service: OptionalName = None) -> JSONResponse:
+    require(request, "viewer")
+    return JSONResponse(drills_doc(_dashboard(request), service))
+
+
+@router.get("/drills/{report}", summary="One stored drill: `safehold drills show ID --json`.")
+def drill(request: Request, report: str) -> JSONResponse:
+    require(request, "viewer")
+    dashboard = _dashboard(request)
+    found, _history = drill_report(dashboard, report)
+    return JSONResponse(dashboard.redactor.doc(found.to_doc()))
 
 
 def request_backup(dashboard: Dashboard, service: str) -> list[str]:

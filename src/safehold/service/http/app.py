@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from safehold import __version__
 from safehold.errors import InvalidArgument, InvalidPath, SafeholdError, SnapshotNotFound
 from safehold.service.http.auth import SESSION_COOKIE, Authenticator, Identity
-from safehold.service.http.state import Dashboard, UnknownService
+from safehold.service.http.state import Dashboard, Missing
 from safehold.service.http.views import register_filters
 
 __all__ = ["API_PREFIX", "HttpProblem", "create_app", "identity", "page", "require"]
@@ -95,8 +95,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def problem(request: Request, exc: HttpProblem) -> Response:
         return _problem_response(request, exc.status, exc.message, exc.login)
 
-    @app.exception_handler(UnknownService)
-    async def unknown(request: Request, exc: UnknownService) -> Response:
+    @app.exception_handler(Missing)
+    async def unknown(request: Request, exc: Missing) -> Response:
         return _problem_response(request, 404, str(exc), False)
 
     @app.exception_handler(SafeholdError)

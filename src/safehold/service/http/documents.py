@@ -15,17 +15,22 @@ from typing import Any
 
 from safehold.archive.browse import dump_file, entry_doc, find_node
 from safehold.archive.tree import Node, decode_tree
+from safehold.dr.drill.report import DrillReport
+from safehold.dr.drill.store import find_report
 from safehold.dr.jobs import service_tag, source_tag
 from safehold.dr.plan import resolve_objectives
-from safehold.errors import InvalidArgument
+from safehold.errors import InvalidArgument, NotFound
 from safehold.repo.snapshot import Snapshot, find_snapshot, snapshot_doc
 from safehold.service.http.charts import Chart, exposure_chart
-from safehold.service.http.state import Dashboard
+from safehold.service.http.state import Dashboard, Missing
 from safehold.service.job_documents import find_runs, jobs_document
 
 __all__ = [
     "SHA256_LIMIT",
     "directory_doc",
+    "drill_report",
+    "drills",
+    "drills_doc",
     "exposure",
     "exposure_doc",
     "file_doc",
@@ -120,6 +125,39 @@ def jobs_doc(
         raise InvalidArgument(f"no job history in {dashboard.state_dir}: has the daemon run?")
     runs = find_runs(dashboard.policy, history, job, outcome, limit)
     return dashboard.redactor.doc(jobs_document(runs))
+
+
+def _repositories(dashboard: Dashboard, service: str | None) -> list[str]:
+    if service is not None:
+        dashboard.check_service(service)
+        return [dashboard.policy.repository_of(service)]
+    return sorted({dashboard.policy.repository_of(name) for name in dashboard.policy.services})
+
+
+def drills(dashboard: Dashboard, service: str | None) -> list[DrillReport]:
+    """The stored drills (of one service), oldest first, as ``safehold drills`` lists them."""
+    return [
+        report
+        for name in _repositories(dashboard, service)
+        for report in dashboard.drills(name)
+        if service is None or report.service == service
+    ]
+
+
+def drills_doc(dashboard: Dashboard, service: str | None) -> list[dict[str, Any]]:
+    """``safehold drills --json [--service S]``'s document."""
+    return dashboard.redactor.doc([report.to_doc() for report in drills(dashboard, service)])
+
+
+def drill_report(dashboard: Dashboard, report_id: str) -> tuple[DrillReport, list[DrillReport]]:
+    """A stored drill (an id or a unique prefix) and its service's drills up to it, as
+    ``safehold drills show`` finds them."""
+    for name in _repositories(dashboard, None):
+        try:
+            return find_report(dashboard.repository(name), report_id)
+        except NotFound:
+            continue
+    raise Missing(f"no drill report {report_id!r}")
 
 
 def exposure(dashboard: Dashboard, service: str, hours: int | None) -> Chart:

@@ -7,15 +7,26 @@ who is not an operator, changes nothing.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import urllib.parse
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from safehold.archive.browse import dump_file, find_node
+from safehold.dr.drill.report import CHART_DRILLS, DrillReport, render_html
+from safehold.dr.drill.report import chart as drill_chart
 from safehold.errors import SafeholdError
 from safehold.service.history import OUTCOMES
 from safehold.service.http.api import request_backup
@@ -23,6 +34,8 @@ from safehold.service.http.app import HttpProblem, page, require
 from safehold.service.http.auth import SESSION_COOKIE, Authenticator
 from safehold.service.http.documents import (
     directory_doc,
+    drill_report,
+    drills,
     exposure,
     file_doc,
     find_service_snapshot,
@@ -35,8 +48,13 @@ __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
 
+log = logging.getLogger("safehold.http")
+
+STATIC = Path(__file__).parent / "static"
 MAX_FORM = 8192  # bytes of a posted form
 FAILED = ("failed", "interrupted")
+DRILLS_SHOWN = 20
+DRILL_CHARTS = (("rto_seconds", "rto", "RTO"), ("rpo_seconds", "rpo", "RPO"))
 
 SnapshotPath = Annotated[str, Query(max_length=4096, pattern=r"^/")]
 Hours = Annotated[int | None, Query(ge=1, le=24 * 90)]
@@ -60,7 +78,37 @@ async def _form(request: Request) -> dict[str, str]:
 def overview(request: Request) -> Response:
     who = require(request, "viewer")
     dashboard = _dashboard(request)
-    return page(request, "overview.html", who, status=dashboard.status_doc())
+    last_drill: dict[str, DrillReport] = {}
+    try:
+        for report in drills(dashboard, None):
+            last_drill[report.service] = report  # oldest first: the last one wins
+    except SafeholdError as exc:  # the cards still show; the status says what is wrong
+        log.warning("drills unreadable for the overview: %s", exc)
+    return page(request, "overview.html", who, status=dashboard.status_doc(), last_drill=last_drill)
+
+
+@router.get("/drills/{report}", response_class=HTMLResponse)
+def drill_page(request: Request, report: str) -> Response:
+    who = require(request, "viewer")
+    dashboard = _dashboard(request)
+    found, _history = drill_report(dashboard, report)
+    return page(request, "drill.html", who, drill=dashboard.redactor.doc(found.to_doc()))
+
+
+@router.get("/drills/{report}/report", response_class=HTMLResponse)
+def drill_report_html(request: Request, report: str) -> Response:
+    """The drill's standalone HTML report (as ``drills show --html``): it carries its own
+    inline style, so this answer alone allows inline styles (and nothing else)."""
+    require(request, "viewer")
+    dashboard = _dashboard(request)
+    found, history = drill_report(dashboard, report)
+    return HTMLResponse(
+        dashboard.redactor.text(render_html(found, history)),
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline';"
+            " img-src 'self' data:; frame-ancestors 'none'"
+        },
+    )
 
 
 @router.get("/services/{service}", response_class=HTMLResponse)
@@ -69,6 +117,7 @@ def service_page(request: Request, service: str, hours: Hours = None) -> Respons
     dashboard = _dashboard(request)
     doc = dashboard.service_doc(service)
     status = dashboard.status_doc()
+    service_drills = drills(dashboard, service)
     replicas = [
         r
         for r in (status or {}).get("replicas", [])
@@ -84,6 +133,11 @@ def service_page(request: Request, service: str, hours: Hours = None) -> Respons
         replicas=replicas,
         can_backup=dashboard.request_backup is not None,
         backup_jobs=[str(job) for job in backup_jobs(dashboard.policy, service)],
+        drills=list(reversed(service_drills))[:DRILLS_SHOWN],
+        drill_charts=[
+            Markup(drill_chart(service_drills[-CHART_DRILLS:], measure, objective, title))
+            for measure, objective, title in DRILL_CHARTS
+        ],
         queued=request.query_params.get("queued"),
     )
 
@@ -189,6 +243,12 @@ def download(request: Request, service: str, snapshot: str, path: SnapshotPath) 
         media_type="application/octet-stream",
         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"},
     )
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """For pages without an icon link (the standalone drill report): no 404 to log."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 # -- logging in and out -----------------------------------------------------------------

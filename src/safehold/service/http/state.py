@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from safehold.dr.drill.report import DrillReport
+from safehold.dr.drill.store import stored_reports
 from safehold.dr.policy import Policy
 from safehold.dr.schedule import JobId
 from safehold.dr.status import ProtectionStatus, evaluate, open_policy_repository
@@ -28,7 +30,7 @@ from safehold.service.history import JobHistory
 from safehold.service.http.redact import Redactor
 from safehold.service.paths import HISTORY_FILE
 
-__all__ = ["Dashboard", "StatusLoop", "UnknownService", "backup_jobs"]
+__all__ = ["Dashboard", "Missing", "StatusLoop", "UnknownService", "backup_jobs"]
 
 log = logging.getLogger("safehold.http")
 
@@ -36,7 +38,11 @@ SNAPSHOT_TTL = 5.0  # seconds a repository's snapshot list is reused
 INDEX_TTL = 30.0  # seconds its index is reused for browsing trees
 
 
-class UnknownService(InvalidArgument):
+class Missing(InvalidArgument):
+    """{0}"""  # answered 404
+
+
+class UnknownService(Missing):
     """unknown service {0!r}"""
 
 
@@ -58,6 +64,8 @@ class _OpenRepository:
     repo: Repository
     snapshots: list[Snapshot] = field(default_factory=list)
     listed: float = float("-inf")
+    drills: list[DrillReport] = field(default_factory=list)
+    drills_listed: float = float("-inf")
     indexed: float = float("-inf")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -132,6 +140,19 @@ class Dashboard:
                 opened.snapshots = opened.repo.list_snapshots()
                 opened.listed = time.monotonic()
             return opened.snapshots
+
+    def repository(self, name: str) -> Repository:
+        return self._opened(name).repo
+
+    def drills(self, repository: str) -> list[DrillReport]:
+        """The drill reports stored in the repository, oldest first, at most SNAPSHOT_TTL
+        seconds old (each is a document to fetch and decrypt: the overview shows them)."""
+        opened = self._opened(repository)
+        with opened.lock:
+            if time.monotonic() - opened.drills_listed > SNAPSHOT_TTL:
+                opened.drills = stored_reports(opened.repo)
+                opened.drills_listed = time.monotonic()
+            return opened.drills
 
     def browsable(self, repository: str) -> Repository:
         """The repository with an index recent enough to read trees and files."""
