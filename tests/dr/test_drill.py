@@ -245,3 +245,29 @@ def test_the_daemon_drills_on_its_schedule_at_low_priority(tmp_path: Path) -> No
     assert metrics["safehold_drill_last_success_timestamp_seconds"] == pytest.approx(
         parse_time(docs[-1]["ended"]).timestamp()
     )
+
+
+def test_a_failover_drill_joins_the_history_judged_like_any_drill() -> None:
+    from dataclasses import replace
+
+    from safehold.dr.drill.failover import from_failover
+    from safehold.dr.drill.report import DrillReport, render_html
+    from safehold.dr.standby.drill import FailoverDrillReport
+
+    done = FailoverDrillReport(
+        "app", "app-ha", "kill", "2026-12-06T01:00:00+00:00", "n1", "n2",
+        write_downtime_seconds=4.2, longest_write_gap_seconds=4.5, commits_acknowledged=120,
+        old_primary_rejoined=True, rejoin_seconds=8.0,
+    )  # fmt: skip
+    objectives: dict[str, float | None] = {"rto": 60.0, "rpo": 0.0}
+    report = from_failover(done, objectives)
+    assert (report.kind, report.outcome, report.rto_seconds, report.rpo_seconds) == (
+        "failover", "passed", 4.2, 0.0,
+    )  # fmt: skip
+    assert DrillReport.from_doc(json.loads(json.dumps(report.to_doc()))) == report
+    assert "no acknowledged commit lost" in render_html(report, [report])
+    lost = from_failover(replace(done, commits_missing=[57]), objectives)
+    assert lost.outcome == "check failed"
+    assert lost.error is not None and "120 commits acknowledged, 1 missing on n2" in lost.error
+    slow = from_failover(replace(done, write_downtime_seconds=90.0), objectives)
+    assert slow.outcome == "objective missed" and slow.rto_met is False

@@ -46,6 +46,14 @@ def drill(
         str | None,
         typer.Option("--sandbox", metavar="DIR", help="Make the sandbox in DIR (default: TMPDIR)."),
     ] = None,
+    failover: Annotated[
+        str | None,
+        typer.Option(
+            "--failover",
+            metavar="MODE",
+            help="A failover drill of the hot standby instead: kill or switchover.",
+        ),
+    ] = None,
 ) -> None:
     """Recover SERVICE into a sandbox (temporary directories, free ports), check its data,
     measure the achieved RTO and RPO against the objectives, store the report (state
@@ -53,7 +61,8 @@ def drill(
 
     Exit codes: 0 passed; 1 refused (nothing written); 7 a data check failed (or the
     restore hit damaged data); 8 the data is right but an objective was missed; 130
-    interrupted.
+    interrupted. With --failover, the hot standby's failover drill instead (docs/standby.md):
+    its write downtime against the RTO, no acknowledged commit lost as its data check.
     """
     from safehold.cli.recover_cmd import step_observer
     from safehold.dr.drill.run import Drill, DrillRequest
@@ -73,6 +82,9 @@ def drill(
 
         require_service(policy, service)
     state = str(state_dir(policy, path))
+    if failover is not None:
+        _failover(policy, path, service, failover, state, s.json, s.quiet)
+        return
     run = Drill(
         policy, DrillRequest(service, state, point, sandbox), step_observer(s.json, s.quiet)
     )
@@ -91,6 +103,37 @@ def drill(
         if hold is not None:
             run.teardown()
     error = run.error()
+    if error is not None:
+        raise error
+
+
+def _failover(
+    policy: Policy, path: str, service: str, mode: str, state: str, as_json: bool, quiet: bool
+) -> None:
+    """The hot standby's failover drill (``standby failover-drill``), kept in the drill
+    history (state directory and repository) and judged against the objectives."""
+    from safehold.cli.standby_cmd import run_failover
+    from safehold.dr.drill.failover import from_failover
+    from safehold.dr.drill.run import outcome_error
+    from safehold.dr.drill.store import save_local, store_in_repository
+    from safehold.dr.plan import resolve_objectives
+    from safehold.dr.status import open_policy_repository
+
+    failover, _saved = run_failover(
+        policy, path, service, mode, "user=postgres dbname=postgres", 120.0
+    )
+    objectives = resolve_objectives(policy, service)
+    report = from_failover(
+        failover, {k: objectives[k].value.total_seconds() for k in ("rto", "rpo")}
+    )
+    save_local(report, state)
+    repository = policy.repositories[policy.repository_of(service)]
+    store_in_repository(report, open_policy_repository(repository))
+    if as_json:
+        print_json(report.to_doc())
+    elif not quiet or report.outcome != "passed":
+        out().print(render_report(report), markup=False, end="")
+    error = outcome_error(report)
     if error is not None:
         raise error
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,7 +12,11 @@ from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
 from safehold.cli.policy_file import ConfigOpt, load_config
 
-__all__ = ["standby_app"]
+if TYPE_CHECKING:
+    from safehold.dr.policy import Policy
+    from safehold.dr.standby.drill import FailoverDrillReport
+
+__all__ = ["run_failover", "standby_app"]
 
 standby_app = typer.Typer(
     help="Hot standby: Patroni and HAProxy configuration from the policy, status, drills."
@@ -123,6 +127,28 @@ def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None
         out().print("\n".join(lines), markup=False)
 
 
+def run_failover(
+    policy: Policy, path: str, service: str, mode: str, dsn: str, timeout: float
+) -> tuple[FailoverDrillReport, Path]:
+    """The failover drill of ``service`` (``standby failover-drill``, ``drill --failover``);
+    the report and where it was saved in the state directory."""
+    from safehold.dr.standby.config import resolve_setup
+    from safehold.dr.standby.drill import MODES, run_failover_drill, save_report
+    from safehold.errors import InvalidArgument
+    from safehold.service.paths import state_dir
+
+    if mode not in MODES:
+        raise InvalidArgument(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    setup = resolve_setup(policy, service)
+    host = (
+        setup.standby.listen if setup.standby.listen not in ("0.0.0.0", "*", "::") else "127.0.0.1"
+    )
+    conninfo = f"{dsn} host={host} port={setup.standby.write_port}"
+    directory = state_dir(policy, path) / "failover-drills"
+    report = run_failover_drill(setup, mode, conninfo, directory, timeout)
+    return report, save_report(report, directory)
+
+
 @standby_app.command("failover-drill")
 def failover_drill_cmd(
     ctx: typer.Context,
@@ -148,23 +174,9 @@ def failover_drill_cmd(
     switchover; measure the time until writes succeed again through the same port, the
     acknowledged commits missing on the new primary, and the old node's return as a
     replica. The report (JSON) is kept in the daemon's state directory."""
-    from safehold.dr.standby.config import resolve_setup
-    from safehold.dr.standby.drill import MODES, run_failover_drill, save_report
-    from safehold.errors import InvalidArgument
-    from safehold.service.paths import state_dir
-
     s = settings(ctx)
-    if mode not in MODES:
-        raise InvalidArgument(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     path, policy = load_config(config)
-    setup = resolve_setup(policy, service)
-    host = (
-        setup.standby.listen if setup.standby.listen not in ("0.0.0.0", "*", "::") else "127.0.0.1"
-    )
-    conninfo = f"{dsn} host={host} port={setup.standby.write_port}"
-    directory = state_dir(policy, path) / "failover-drills"
-    report = run_failover_drill(setup, mode, conninfo, directory, timeout)
-    saved = save_report(report, directory)
+    report, saved = run_failover(policy, path, service, mode, dsn, timeout)
     if s.json:
         print_json({**report.to_dict(), "report": str(saved)})
     elif not s.quiet:

@@ -44,7 +44,7 @@ from safehold.errors import (
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import format_time, parse_time
 
-__all__ = ["Drill", "DrillRequest"]
+__all__ = ["Drill", "DrillRequest", "judge", "outcome_error"]
 
 
 @dataclass
@@ -123,7 +123,7 @@ class Drill:
         r.checks = self._health_results() + r.checks
         if r.outcome is None:
             self._measure(live)
-            r.outcome = self._judge()
+            r.outcome = judge(r)
         r.ended = utcnow().isoformat()
         return r
 
@@ -230,38 +230,9 @@ class Drill:
             }
         r.rpo_seconds = max((x["seconds"] for x in r.rpo_sources.values()), default=None)
 
-    def _judge(self) -> str:
-        r = self.report
-        failed = [c for c in r.checks if not c.passed]
-        if failed:
-            r.error = "; ".join(f"{c.name}: {c.detail}" for c in failed)
-            return CHECK_FAILED
-        missed = []
-        if r.rto_met is False:
-            missed.append(
-                f"achieved RTO {r.rto_seconds:.1f}s > objective {r.objectives['rto']:.0f}s"
-            )
-        if r.rpo_met is False:
-            missed.append(
-                f"achieved RPO {r.rpo_seconds:.1f}s > objective {r.objectives['rpo']:.0f}s"
-            )
-        if missed:
-            r.error = "; ".join(missed)
-            return OBJECTIVE_MISSED
-        return PASSED
-
     def error(self) -> SafeholdError | None:
         """The error that matches the outcome, for the exit code."""
-        r = self.report
-        if r.outcome == REFUSED:
-            return RecoveryRefused(
-                str(r.error).removeprefix("Recovery refused, nothing was written: ")
-            )
-        if r.outcome in (FAILED, CHECK_FAILED):
-            return DrillCheckFailed(r.service, r.error)
-        if r.outcome == OBJECTIVE_MISSED:
-            return DrillObjectiveMissed(r.service, r.error)
-        return None
+        return outcome_error(self.report)
 
     # -- teardown -------------------------------------------------------------------------
 
@@ -288,3 +259,31 @@ def _reach(plan: RecoveryPlan) -> dict[str, Any]:
             for sp in plan.sources
         },
     }
+
+
+def judge(r: DrillReport) -> str:
+    """The outcome of a measured drill (its error set to say why it did not pass)."""
+    failed = [c for c in r.checks if not c.passed]
+    if failed:
+        r.error = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        return CHECK_FAILED
+    missed = []
+    if r.rto_met is False:
+        missed.append(f"achieved RTO {r.rto_seconds:.1f}s > objective {r.objectives['rto']:.0f}s")
+    if r.rpo_met is False:
+        missed.append(f"achieved RPO {r.rpo_seconds:.1f}s > objective {r.objectives['rpo']:.0f}s")
+    if missed:
+        r.error = "; ".join(missed)
+        return OBJECTIVE_MISSED
+    return PASSED
+
+
+def outcome_error(r: DrillReport) -> SafeholdError | None:
+    """The error that matches a drill's outcome, for the exit code."""
+    if r.outcome == REFUSED:
+        return RecoveryRefused(str(r.error).removeprefix("Recovery refused, nothing was written: "))
+    if r.outcome in (FAILED, CHECK_FAILED):
+        return DrillCheckFailed(r.service, r.error)
+    if r.outcome == OBJECTIVE_MISSED:
+        return DrillObjectiveMissed(r.service, r.error)
+    return None
