@@ -264,7 +264,7 @@ def test_a_tree_repeating_one_entry_costs_a_few_lines(wide: Repository, tmp_path
     checked = run(wide, "check")
     assert checked.code == 1 and len(error_lines(checked.err)) == 11
     listed = run(wide, "ls", "latest")
-    assert listed.code == 1 and len(listed.lines) == 1 and "duplicate" in listed.err
+    assert listed.code == 1 and len(listed.lines) == 1 and "appears twice" in listed.err
 
 
 DEEP = 5_000  # the issue used 30,000; beyond MAX_DEPTH is what counts

@@ -175,23 +175,26 @@ def tree_nodes(text: str, what: str) -> list[Node]:
     """The nodes of a tree that must be whole (ls, find, diff): any bad entry refuses it."""
     nodes = []
     for item in iter_entries(text, what):
-        if isinstance(item, Node):
-            nodes.append(item)
-        elif item.reason.startswith("duplicate"):
-            raise InvalidPath(f"{what}: duplicate names in one directory")
+        if isinstance(item, BadEntry):
+            _refuse([item], what)
         else:
-            raise CorruptObject(what, item.reason.replace("malformed entry", "malformed tree"))
+            nodes.append(item)
     return nodes
 
 
 def decode_tree(doc: dict[str, Any], what: str) -> list[Node]:
+    """The nodes of a decoded tree that must be whole: any bad entry refuses it."""
     nodes, bad = decode_entries(doc, what)
-    for entry in bad:
-        if not entry.reason.startswith("duplicate"):
-            raise CorruptObject(what, entry.reason.replace("malformed entry", "malformed tree"))
-    if bad:
-        raise InvalidPath(f"{what}: duplicate names in one directory")
+    _refuse(bad[:1], what)
     return nodes
+
+
+def _refuse(bad: list[BadEntry], what: str) -> None:
+    for entry in bad:
+        if entry.reason.startswith("duplicate"):
+            shown = entry.name.decode("utf-8", "backslashreplace")
+            raise CorruptObject(what, f"the name {shown!r} appears twice in one directory")
+        raise CorruptObject(what, entry.reason.replace("malformed entry", "malformed tree"))
 
 
 class _Stop(NamedTuple):
