@@ -1,15 +1,15 @@
 """``safehold recover`` end to end with real servers: a service of PostgreSQL 15 (WAL
-archived), an uploads directory, a config directory, a SQLite file and Redis, backed up by
-the very commands the daemon runs while a writer commits a row and then writes its upload
-file, again and again.
+archived), an uploads directory, a config directory, a SQLite file and Redis, protected by
+the daemon on second-level schedules (and consistent cuts every 3 s) while a writer commits
+a row and then writes its upload file, again and again.
 
-One module-wide service, in this order: bad input first, against the live service (each one
-line, the right exit code, the live service untouched); an accidental
-DROP TABLE; then everything is wiped and ``recover --latest`` brings the service back onto
-new directories and ports, checked by an oracle (every upload file has its row, every row
-older than the uploads' snapshot has its file, nothing newer than the recovery point);
-``--to-time`` just before the DROP brings the table back exactly; ``--at-cut`` brings files
-and rows back from within a second of each other.
+One module-wide service, in this order: an accidental DROP TABLE; bad input, against the
+live service (each one line, the right exit code, the live service untouched); then
+everything is wiped and ``recover --latest`` brings the service back onto new directories
+and ports, checked by an oracle (every upload file has its row, every row older than the
+uploads' snapshot has its file, nothing newer than the recovery point); ``--to-time`` just
+before the DROP brings the table back exactly; ``--at-cut`` brings files and rows back
+from the daemon's cut.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,9 @@ import pytest
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import load_policy
 from safehold.dr.schedule import JobId
+from safehold.service.history import JobRun
 from tests.servers import free_port
-from tests.service.daemon_helpers import SAFEHOLD, clean_env
+from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env
 from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (the fixture)
 from tests.sources.pg_server import PgCluster
 from tests.sources.test_redis import _stop as stop_redis
@@ -50,24 +52,37 @@ password_file = "{password}"
 name = "db"
 kind = "postgres"
 options = {{ pgdata = "{pgdata}", host = "{sockdir}", port = {pgport}, user = "postgres" }}
+schedules = {{ full = "0 0 1 1 *", incremental = "off" }}  # the daemon takes one at once
 [[services.app.sources]]
 name = "uploads"
 kind = "files"
 options.paths = ["{uploads}"]
+schedules.backup = "*/2 * * * * *"
 [[services.app.sources]]
 name = "config"
 kind = "files"
 options.paths = ["{config}"]
+schedules.backup = "*/2 * * * * *"
 [[services.app.sources]]
 name = "meta"
 kind = "sqlite"
 options.database = "{sqlite}"
+schedules.backup = "*/2 * * * * *"
 [[services.app.sources]]
 name = "cache"
 kind = "redis"
 options = {{ host = "127.0.0.1", port = {redis_port} }}
+schedules.backup = "*/2 * * * * *"
+
+[daemon]
+state_dir = "{state}"
+metrics = "off"
+status_interval = "1h"
+concurrency = 4
+retries = 0
 
 [services.app.recovery]
+cuts = "*/3 * * * * *"
 safehold_command = "{wrapper}"
 start = ["test -f {{config.path}}/app.conf"]
 timeout = "5m"
@@ -207,6 +222,7 @@ def service(pg_env: PgEnv) -> Iterator[Service]:  # noqa: F811
             redis_port=redis_port,
             redis_dir="/var/lib/redis-app",
             wrapper=pg_env.wrapper,
+            state=base / "state",
         )
     )
     svc = Service(pg_env, cluster, base, config, redis_pid, redis_port)
@@ -224,21 +240,18 @@ def _protect_while_writing(svc: Service) -> None:
     svc.live.sql("CREATE TABLE accounts (id int PRIMARY KEY, owner text)")
     svc.live.sql("INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 50) g")
     subprocess.run(["redis-cli", "-p", str(svc.redis_port), "SET", "greeting", "hello"], check=True)
-    svc.backup("db", "full")
     writer = Writer(svc.live, svc.uploads)
     writer.thread.start()
+    daemon = DaemonRun(svc.config, svc.base / "state").start()
     try:
-        time.sleep(1)
-        for source in ("uploads", "config", "meta", "cache"):
-            svc.backup(source)
-        svc.cut = json.loads(svc.job("cut", "app", "cuts"))
-        time.sleep(1)
-        svc.backup("uploads")
-        svc.backup("meta")
+        daemon.wait_for("backups of every source and a cut", _protected, timeout=300)
     finally:
+        assert daemon.stop() == 0, daemon.text()[-3000:]
         writer.stop.set()
         writer.thread.join()
     assert writer.count > 50
+    cuts = json.loads(svc.safehold("--json", "cuts", "-c", str(svc.config), check=True).stdout)
+    svc.cut = cuts[-1]
     svc.accounts = svc.live.sql("SELECT * FROM accounts ORDER BY id")
     svc.live.sql("INSERT INTO accounts VALUES (51, 'late but kept')")
     svc.accounts.append((51, "late but kept"))
@@ -249,6 +262,18 @@ def _protect_while_writing(svc: Service) -> None:
     svc.dropped_at = datetime.now(UTC)
     svc.backup("uploads")  # the newest uploads snapshot comes after the drop
     svc.live.wait_archived()
+
+
+def _protected(runs: list[JobRun]) -> bool:
+    """The daemon took the database's base backup, two backups of every other source,
+    and a consistent cut of the service."""
+    done = Counter(r.job for r in runs if r.outcome == "success")
+    others = ("uploads", "config", "meta", "cache")
+    return (
+        done["app/db full"] >= 1
+        and all(done[f"app/{name} backup"] >= 2 for name in others)
+        and done["cut app"] >= 1
+    )
 
 
 def _oracle(svc: Service, root: Path, summary: dict[str, Any], strict_window: float) -> None:
@@ -340,12 +365,10 @@ def test_recover_a_whole_service(service: Service) -> None:
     assert restored.sql("SELECT * FROM accounts ORDER BY id") == svc.accounts
 
     # a consistent cut, recorded by the daemon's cut job: files and rows from one second
-    listed = svc.safehold("--json", "cuts", "-c", str(svc.config), check=True)
-    assert [c["id"] for c in json.loads(listed.stdout)] == [svc.cut["id"]]
     # the 1 s target is measured in bench/ on a quiet machine; here only a sane bound
     assert 0 <= svc.cut["skew_seconds"] < 10, svc.cut
     at_cut = svc.base / "cut"
-    code, summary, err = svc.recover("--at-cut", svc.cut["id"][:10], "--target-root", str(at_cut))
+    code, summary, err = svc.recover("--at-cut", svc.cut["id"], "--target-root", str(at_cut))
     assert code == 0, (err, summary)
     assert summary["skew_seconds"] < 10
     by_name = {s["name"]: s for s in summary["sources"]}
