@@ -22,8 +22,11 @@ from typing import Any, Union
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from safehold.archive.browse import dump_file, find_node, size_stats, walk_path
+from safehold.archive.browse import diff_trees, dump_file, find_node, size_stats, walk_path
+from safehold.archive.excludes import Excluder
+from safehold.archive.find import Finder
 from safehold.archive.restore import RestoreOptions, Restorer
+from safehold.archive.restore_plan import plan_restore
 from safehold.archive.tree import Node, node_doc
 from safehold.errors import SafeholdError
 from safehold.ops.check import DataSubset, check
@@ -267,7 +270,7 @@ def commands_on(repo: Repository, target: Path) -> None:
     again = Repository.open(repo.store, PASSWORD)
     again.load_index()
     for snapshot in again.list_snapshots():
-        for command in (restore_all, ls_all, dump_one, stats_of):
+        for command in (restore_all, restore_some, ls_all, dump_one, stats_of, find_diff):
             with contextlib.suppress(SafeholdError):
                 command(again, snapshot, target)
     check(again, DataSubset())
@@ -277,6 +280,18 @@ def restore_all(repo: Repository, snapshot: Snapshot, target: Path) -> None:
     Restorer(repo, RestoreOptions(workers=2)).restore(
         snapshot.tree, str(target / snapshot.id), snapshot
     )
+
+
+def restore_some(repo: Repository, snapshot: Snapshot, target: Path) -> None:
+    """--include, and its dry run."""
+    options = RestoreOptions(includes=["/dir"], workers=2)
+    list(plan_restore(repo, snapshot.tree, str(target / "plan"), options))
+    Restorer(repo, options).restore(snapshot.tree, str(target / "some" / snapshot.id), snapshot)
+
+
+def find_diff(repo: Repository, snapshot: Snapshot, _: Path) -> None:
+    Finder(repo, Excluder(["file"])).find(snapshot)
+    list(diff_trees(repo, None, snapshot.tree))
 
 
 def ls_all(repo: Repository, snapshot: Snapshot, _: Path) -> None:
