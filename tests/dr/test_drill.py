@@ -271,3 +271,24 @@ def test_a_failover_drill_joins_the_history_judged_like_any_drill() -> None:
     assert lost.error is not None and "120 commits acknowledged, 1 missing on n2" in lost.error
     slow = from_failover(replace(done, write_downtime_seconds=90.0), objectives)
     assert slow.outcome == "objective missed" and slow.rto_met is False
+
+
+def test_a_sandbox_file_system_too_small_is_refused_in_one_line(tmp_path: Path) -> None:
+    config, _live = _service(tmp_path, _settings(tmp_path))
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", small], check=True)
+    try:
+        proc = subprocess.run(
+            [*SAFEHOLD, "drill", "app", "-c", config, "--sandbox", small],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+        )
+        assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1
+        assert proc.stderr.startswith("safehold: Recovery refused, nothing was written: ")
+        assert " GB needed, " in proc.stderr and proc.stderr.endswith(" GB free\n")
+        assert not any(small.iterdir())  # the sandbox directory went with the refusal
+    finally:
+        subprocess.run(["umount", small], check=True)

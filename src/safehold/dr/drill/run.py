@@ -27,6 +27,7 @@ from safehold.dr.drill.report import (
     DrillReport,
 )
 from safehold.dr.drill.sandbox import cleanup_abandoned, make_sandbox, refuse_overlap, release
+from safehold.dr.drill.space import add_wal_to_estimate
 from safehold.dr.plan import resolve_objectives
 from safehold.dr.policy import Policy
 from safehold.dr.recovery.plan import RecoveryPlan, SourcePlan, open_readable_copy, plan_checks
@@ -147,6 +148,7 @@ class Drill:
         request = RecoveryRequest(self.request.service, moment, target_root=self.root)
         recovery = prepare(self.policy, request, self.observer, opener=lambda _c: repo)
         refuse_overlap(self.policy, recovery.plan)
+        add_wal_to_estimate(repo, recovery.plan)
         drill = self.policy.services[self.request.service].drill
         if drill is not None and drill.checks:
             recovery.plan.checks += plan_checks(recovery.plan, drill.checks)
