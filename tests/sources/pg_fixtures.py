@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,9 @@ class PgEnv:
         )
 
 
-@pytest.fixture(scope="module")
-def pg_env() -> Iterator[PgEnv]:
+@contextmanager
+def pg_environment() -> Iterator[PgEnv]:
+    """A PgEnv whose clusters are stopped at the end (the fixture below; bench/ too)."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(
             f"PostgreSQL 15 server binaries missing in {PG_BIN} (apt-get install postgresql-15)"
@@ -136,6 +138,12 @@ def pg_env() -> Iterator[PgEnv]:
         finally:
             for cluster in reversed(env.clusters):
                 cluster.stop("immediate")
+
+
+@pytest.fixture(scope="module")
+def pg_env() -> Iterator[PgEnv]:
+    with pg_environment() as env:
+        yield env
 
 
 def _pg_uid() -> int:

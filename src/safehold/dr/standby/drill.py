@@ -125,6 +125,22 @@ def _kill_node(node: StandbyNode) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _sync_standby(setup: StandbySetup, primary: StandbyNode) -> str | None:
+    """The replica Patroni's /sync key names: only it may be promoted. Patroni sets
+    synchronous_standby_names a loop before it writes the key, so PostgreSQL's own view
+    (pg_stat_replication) is not enough (../shared/LAB-HA-BROWSER-FUSE.md §2(c))."""
+    for node in setup.standby.nodes:
+        if node.name == primary.name:
+            continue
+        try:
+            with urllib.request.urlopen(node_url(node, "/sync"), timeout=3) as resp:
+                if resp.status == 200:
+                    return node.name
+        except OSError:  # 503: not the synchronous standby (yet); or not answering
+            continue
+    return None
+
+
 def _switchover(node: StandbyNode, leader: str, candidate: str) -> None:
     body = json.dumps({"leader": leader, "candidate": candidate}).encode()
     request = urllib.request.Request(node_url(node, "/switchover"), body, method="POST")
@@ -174,8 +190,8 @@ def run_failover_drill(
         )
     old = setup.node(status.primary)
     candidates = [n.name for n in status.nodes if n.name != old.name and n.streaming]
-    if setup.standby.synchronous_mode and status.sync_standby:
-        candidates = [status.sync_standby]
+    if setup.standby.synchronous_mode:
+        candidates = [_wait("a synchronous standby", lambda: _sync_standby(setup, old), timeout)]
     report = FailoverDrillReport(
         setup.service, setup.scope, mode, datetime.now(UTC).isoformat(), old.name
     )
