@@ -103,6 +103,8 @@ def test_serve_alone_over_tls_reads_but_does_not_act(tmp_path: Path) -> None:
 
         status, _, body = site.get("/api/v1/services/app/backup", OPERATOR_TOKEN, "POST")
         assert status == 409 and "needs the daemon" in json.loads(body)["error"]
+        status, _, body = site.get("/api/v1/services/app/drill", OPERATOR_TOKEN, "POST")
+        assert status == 409 and json.loads(body)["error"].startswith("run drill now needs")
         status, _, body = site.get("/api/v1/jobs")
         assert status == 400 and "has the daemon run?" in json.loads(body)["error"]
         # the login cookie is Secure under TLS, HttpOnly and SameSite=Strict

@@ -1,4 +1,4 @@
-"""The read-only JSON API, /api/v1, and its one action: a backup now.
+"""The read-only JSON API, /api/v1, and its two actions: a backup or a drill now.
 
 Each document is the CLI's ``--json`` document for the same question (status, jobs,
 snapshots, ls, drills), built by the same code. Sections that later issues add
@@ -25,9 +25,9 @@ from safehold.service.http.documents import (
     jobs_doc,
     service_snapshots,
 )
-from safehold.service.http.state import Dashboard, backup_jobs
+from safehold.service.http.state import Dashboard, backup_jobs, drill_job
 
-__all__ = ["request_backup", "router"]
+__all__ = ["ACTIONS", "request_action", "router"]
 
 router = APIRouter(tags=["safehold"])
 
@@ -134,14 +134,30 @@ def drill(request: Request, report: str) -> JSONResponse:
     return JSONResponse(dashboard.redactor.doc(found.to_doc()))
 
 
-def request_backup(dashboard: Dashboard, service: str) -> list[str]:
-    """Queue the service's backups in the daemon; the jobs queued."""
+ACTIONS = {"backup": "back up now", "drill": "run drill now"}
+
+
+def request_action(dashboard: Dashboard, service: str, action: str) -> list[str]:
+    """Queue the service's backups, or its drill, in the daemon; the jobs queued."""
     dashboard.check_service(service)
-    if dashboard.request_backup is None:
-        raise HttpProblem(409, "back up now needs the daemon: `safehold serve` alone only reads")
-    jobs = backup_jobs(dashboard.policy, service)
-    dashboard.request_backup(jobs)
+    if dashboard.request_jobs is None:
+        raise HttpProblem(
+            409, f"{ACTIONS[action]} needs the daemon: `safehold serve` alone only reads"
+        )
+    jobs = backup_jobs(dashboard.policy, service) if action == "backup" else [drill_job(service)]
+    dashboard.request_jobs(jobs)
     return [str(job) for job in jobs]
+
+
+def _act(request: Request, service: str, action: str) -> JSONResponse:
+    who = require(request, "operator")
+    if not request.app.state.auth.csrf_ok(who, request.headers.get("x-csrf-token")):
+        raise HttpProblem(403, "missing or wrong CSRF token")
+    jobs = request_action(_dashboard(request), service, action)
+    return JSONResponse(
+        {"message_type": f"{action}_requested", "service": service, "jobs": jobs},
+        status_code=202,
+    )
 
 
 @router.post(
@@ -150,10 +166,14 @@ def request_backup(dashboard: Dashboard, service: str) -> list[str]:
     summary="Back up the service now (operator; a browser session also needs X-CSRF-Token).",
 )
 def backup_now(request: Request, service: str) -> JSONResponse:
-    who = require(request, "operator")
-    if not request.app.state.auth.csrf_ok(who, request.headers.get("x-csrf-token")):
-        raise HttpProblem(403, "missing or wrong CSRF token")
-    jobs = request_backup(_dashboard(request), service)
-    return JSONResponse(
-        {"message_type": "backup_requested", "service": service, "jobs": jobs}, status_code=202
-    )
+    return _act(request, service, "backup")
+
+
+@router.post(
+    "/services/{service}/drill",
+    status_code=202,
+    summary="Drill the service now, as the daemon's scheduled drill (operator; X-CSRF-Token"
+    " from a browser session).",
+)
+def drill_now(request: Request, service: str) -> JSONResponse:
+    return _act(request, service, "drill")

@@ -29,7 +29,7 @@ from safehold.dr.drill.report import CHART_DRILLS, DrillReport, render_html
 from safehold.dr.drill.report import chart as drill_chart
 from safehold.errors import SafeholdError
 from safehold.service.history import OUTCOMES
-from safehold.service.http.api import request_backup
+from safehold.service.http.api import ACTIONS, request_action
 from safehold.service.http.app import HttpProblem, page, require
 from safehold.service.http.auth import SESSION_COOKIE, Authenticator
 from safehold.service.http.documents import (
@@ -42,7 +42,7 @@ from safehold.service.http.documents import (
     jobs_doc,
     service_snapshots,
 )
-from safehold.service.http.state import Dashboard, backup_jobs
+from safehold.service.http.state import Dashboard
 
 __all__ = ["router"]
 
@@ -131,8 +131,7 @@ def service_page(request: Request, service: str, hours: Hours = None) -> Respons
         name=service,
         chart=exposure(dashboard, service, hours),
         replicas=replicas,
-        can_backup=dashboard.request_backup is not None,
-        backup_jobs=[str(job) for job in backup_jobs(dashboard.policy, service)],
+        can_act=dashboard.request_jobs is not None,
         drills=list(reversed(service_drills))[:DRILLS_SHOWN],
         drill_charts=[
             Markup(drill_chart(service_drills[-CHART_DRILLS:], measure, objective, title))
@@ -142,15 +141,19 @@ def service_page(request: Request, service: str, hours: Hours = None) -> Respons
     )
 
 
-@router.post("/services/{service}/backup")
-async def backup_form(request: Request, service: str) -> Response:
+@router.post("/services/{service}/{action}")
+async def action_form(request: Request, service: str, action: str) -> Response:
+    """The "Back up now" and "Run drill now" forms."""
     who = require(request, "operator")
+    if action not in ACTIONS:
+        raise HttpProblem(404, "not found")
     form = await _form(request)
     auth: Authenticator = request.app.state.auth
     if not auth.csrf_ok(who, form.get("csrf")):
         raise HttpProblem(403, "missing or wrong CSRF token: reload the page and try again")
-    request_backup(_dashboard(request), service)
-    return RedirectResponse(f"/services/{service}?queued=1", status_code=303)
+    jobs = request_action(_dashboard(request), service, action)
+    query = urllib.parse.urlencode({"queued": ", ".join(jobs)})
+    return RedirectResponse(f"/services/{service}?{query}", status_code=303)
 
 
 @router.get("/jobs", response_class=HTMLResponse)

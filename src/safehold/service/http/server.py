@@ -55,7 +55,7 @@ def build(
     config_path: str,
     state_dir: Path,
     status: Callable[[], ProtectionStatus | None],
-    request_backup: Callable[[list[JobId]], None] | None,
+    request_jobs: Callable[[list[JobId]], None] | None,
     listen: str,
 ) -> HttpServer:
     """Read the credentials and secrets, make the app, bind ``listen``; not serving yet."""
@@ -65,7 +65,7 @@ def build(
     tls = settings.http_tls_cert is not None
     auth = load_authenticator(settings.http_auth, listen, tls)
     redactor = Redactor([*policy_secrets(policy), *auth.secrets()])
-    dashboard = Dashboard(policy, config_path, state_dir, status, redactor, request_backup)
+    dashboard = Dashboard(policy, config_path, state_dir, status, redactor, request_jobs)
     return HttpServer(create_app(dashboard, auth), dashboard, _bind(listen), policy)
 
 

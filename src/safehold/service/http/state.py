@@ -1,4 +1,4 @@
-"""What the dashboard reads, and the one thing it may ask: a backup now.
+"""What the dashboard reads, and the two things it may ask: a backup or a drill now.
 
 ``Dashboard`` is built once, by the daemon (its live status, its scheduler) or by
 ``safehold serve`` (a status loop of its own, no scheduler), and shared by the API and
@@ -30,7 +30,7 @@ from safehold.service.history import JobHistory
 from safehold.service.http.redact import Redactor
 from safehold.service.paths import HISTORY_FILE
 
-__all__ = ["Dashboard", "Missing", "StatusLoop", "UnknownService", "backup_jobs"]
+__all__ = ["Dashboard", "Missing", "StatusLoop", "UnknownService", "backup_jobs", "drill_job"]
 
 log = logging.getLogger("safehold.http")
 
@@ -44,6 +44,12 @@ class Missing(InvalidArgument):
 
 class UnknownService(Missing):
     """unknown service {0!r}"""
+
+
+def drill_job(service: str) -> JobId:
+    """The job "run drill now" starts: the daemon's drill of the service (its policy's
+    ``point``, at low priority, one drill at a time)."""
+    return JobId("drill", service, "drill")
 
 
 def backup_jobs(policy: Policy, service: str) -> list[JobId]:
@@ -79,7 +85,7 @@ class Dashboard:
     state_dir: Path
     status: Callable[[], ProtectionStatus | None]
     redactor: Redactor
-    request_backup: Callable[[list[JobId]], None] | None = None  # None: no daemon to ask
+    request_jobs: Callable[[list[JobId]], None] | None = None  # None: no daemon to ask
     _history: JobHistory | None = None
     _repositories: dict[str, _OpenRepository] = field(default_factory=dict)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
