@@ -210,6 +210,10 @@ def test_tokens_decide_who_reads_and_acts(site: Site) -> None:
         ),
     )
     assert runs[0]["scheduled_for"] is None  # run on request, not on a slot
+    # its snapshot can be browsed at once, though an older index was loaded moments ago
+    site.json(f"/api/v1/services/app/snapshots/latest/tree?path={site.base / 'data'}")
+    newest = site.json(f"/api/v1/services/app/snapshots/{runs[0]['snapshot']}/tree")
+    assert newest["snapshot"]["id"] == runs[0]["snapshot"]
 
     # run drill now: the daemon's drill job, recorded in the history and the drill list
     drills = len(site.json("/api/v1/drills"))

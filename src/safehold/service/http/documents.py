@@ -72,14 +72,14 @@ def find_service_snapshot(dashboard: Dashboard, service: str, ref: str) -> Snaps
 
 
 def _node_at(dashboard: Dashboard, service: str, snap: Snapshot, path: str) -> Node | None:
-    repo = dashboard.browsable(dashboard.policy.repository_of(service))
+    repo = dashboard.browsable(dashboard.policy.repository_of(service), snap)
     return find_node(repo, snap, path)
 
 
 def directory_doc(dashboard: Dashboard, service: str, ref: str, path: str) -> dict[str, Any]:
     """The entries right under ``path`` (each as ``ls --json`` prints it)."""
     snap = find_service_snapshot(dashboard, service, ref)
-    repo = dashboard.browsable(dashboard.policy.repository_of(service))
+    repo = dashboard.browsable(dashboard.policy.repository_of(service), snap)
     node = find_node(repo, snap, path) if path.strip("/") else None
     if node is not None and node.type != "dir":
         raise InvalidArgument(f"{path} is not a directory in snapshot {snap.short_id}")
@@ -110,7 +110,7 @@ def file_doc(dashboard: Dashboard, service: str, ref: str, path: str) -> dict[st
     }
     if node.type == "file" and node.size <= SHA256_LIMIT:
         sink = _Sink()
-        repo = dashboard.browsable(dashboard.policy.repository_of(service))
+        repo = dashboard.browsable(dashboard.policy.repository_of(service), snap)
         dump_file(repo, node, sink)  # type: ignore[arg-type]  # only write() is used
         doc["sha256"] = sink.sha256.hexdigest()
     return doc

@@ -223,7 +223,7 @@ def download(request: Request, service: str, snapshot: str, path: SnapshotPath) 
     if not dashboard.policy.daemon.http_allow_download:
         raise HttpProblem(403, "downloads are off: [daemon] http_allow_download = true allows them")
     snap = find_service_snapshot(dashboard, service, snapshot)
-    repo = dashboard.browsable(dashboard.policy.repository_of(service))
+    repo = dashboard.browsable(dashboard.policy.repository_of(service), snap)
     node = find_node(repo, snap, path)
     if node is None or node.type != "file":
         raise HttpProblem(400, f"{path} is not a regular file in snapshot {snap.short_id}")

@@ -73,6 +73,7 @@ class _OpenRepository:
     drills: list[DrillReport] = field(default_factory=list)
     drills_listed: float = float("-inf")
     indexed: float = float("-inf")
+    indexed_snapshots: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -160,13 +161,20 @@ class Dashboard:
                 opened.drills_listed = time.monotonic()
             return opened.drills
 
-    def browsable(self, repository: str) -> Repository:
-        """The repository with an index recent enough to read trees and files."""
+    def browsable(self, repository: str, snapshot: Snapshot) -> Repository:
+        """The repository with an index that holds ``snapshot``'s blobs: reloaded every
+        INDEX_TTL seconds, and at once for a snapshot newer than the index. Snapshots are
+        listed before the index is read, and a backup writes its index before its
+        snapshot, so every snapshot listed then is covered."""
         opened = self._opened(repository)
         with opened.lock:
-            if time.monotonic() - opened.indexed > INDEX_TTL:
+            stale = time.monotonic() - opened.indexed > INDEX_TTL
+            if stale or snapshot.id not in opened.indexed_snapshots:
+                listed = opened.repo.list_snapshots()
                 opened.repo.load_index()
-                opened.indexed = time.monotonic()
+                opened.indexed = opened.listed = time.monotonic()
+                opened.snapshots = listed
+                opened.indexed_snapshots = {s.id for s in listed}
             return opened.repo
 
 
