@@ -99,9 +99,8 @@ def drill(
             out().print(render_report(report), markup=False, end="")
         if hold is not None and report.sandbox:
             _hold(report, hold, s.json)
-    finally:
-        if hold is not None:
-            run.teardown()
+    finally:  # after --keep, or on an interrupt or an error: nothing is left running
+        run.teardown()
     error = run.error()
     if error is not None:
         raise error

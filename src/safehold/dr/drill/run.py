@@ -16,7 +16,7 @@ from typing import Any
 
 from safehold.dr.drill.checks import check_source
 from safehold.dr.drill.measure import live_newest
-from safehold.dr.drill.point import choose_moment, recoverable_window
+from safehold.dr.drill.point import Window, choose_moment, recoverable_window
 from safehold.dr.drill.report import (
     CHECK_FAILED,
     FAILED,
@@ -30,7 +30,13 @@ from safehold.dr.drill.sandbox import cleanup_abandoned, make_sandbox, refuse_ov
 from safehold.dr.drill.space import add_wal_to_estimate
 from safehold.dr.plan import resolve_objectives
 from safehold.dr.policy import Policy
-from safehold.dr.recovery.plan import RecoveryPlan, SourcePlan, open_readable_copy, plan_checks
+from safehold.dr.recovery.plan import (
+    Moment,
+    RecoveryPlan,
+    SourcePlan,
+    open_readable_copy,
+    plan_checks,
+)
 from safehold.dr.recovery.report import FAILED as STEP_FAILED
 from safehold.dr.recovery.report import OK, Observer, StepRecord, utcnow
 from safehold.dr.recovery.session import RecoveryRequest, prepare
@@ -78,6 +84,7 @@ class Drill:
         self.repo: Repository | None = None
         self.recovery: Recovery | None = None
         self.root: str | None = None
+        self.window: Window | None = None
         started = utcnow()
         self.started = started
         self.report = DrillReport(
@@ -129,24 +136,30 @@ class Drill:
         return r
 
     def _recover(self) -> None:
+        """The engine opens the repository for ``latest``; another point needs the window
+        first, and the engine then reads the copy already open."""
         from safehold.dr.status import open_policy_repository
 
         opener = self.opener or open_policy_repository
-        repo, location, _note = open_readable_copy(self.policy, self.request.service, opener)
-        self.repo, self.report.location = repo, location
-        window = recoverable_window(self.policy, self.request.service, repo)
-        self.window = window
-        self.report.window = {
-            "oldest": format_time(window.oldest),
-            "newest": format_time(window.newest),
-        }
-        moment = choose_moment(self.request.point, window, self.request.rng)
+        moment = Moment("latest")  # resolved by the engine's plan
+        if self.request.point != "latest":
+            repo, _location, _note = open_readable_copy(self.policy, self.request.service, opener)
+            window = recoverable_window(self.policy, self.request.service, repo)
+            self.window = window
+            self.report.window = {
+                "oldest": format_time(window.oldest),
+                "newest": format_time(window.newest),
+            }
+            moment = choose_moment(self.request.point, window, self.request.rng)
+            opener = _opened(repo)
         self.report.moment = moment.text()
         self.root = make_sandbox(
             self.request.sandbox_parent, self.request.state_dir, self.request.service
         )
         request = RecoveryRequest(self.request.service, moment, target_root=self.root)
-        recovery = prepare(self.policy, request, self.observer, opener=lambda _c: repo)
+        recovery = prepare(self.policy, request, self.observer, opener=opener)
+        self.repo, self.report.location = recovery.repo, recovery.plan.location
+        repo = recovery.repo
         refuse_overlap(self.policy, recovery.plan)
         add_wal_to_estimate(repo, recovery.plan)
         drill = self.policy.services[self.request.service].drill
@@ -222,6 +235,7 @@ class Drill:
             if latest:
                 recovered = parse_time(outcome.reached or outcome.point)
             else:
+                assert self.window is not None
                 recovered = self.window.newest_by_source[name]
             age = max(0.0, (newest - recovered).total_seconds())
             r.rpo_sources[name] = {
@@ -289,3 +303,12 @@ def outcome_error(r: DrillReport) -> SafeholdError | None:
     if r.outcome == OBJECTIVE_MISSED:
         return DrillObjectiveMissed(r.service, r.error)
     return None
+
+
+def _opened(repo: Repository) -> Callable[[Any], Repository]:
+    """An opener that hands the engine a repository already open."""
+
+    def opener(_configured: Any) -> Repository:
+        return repo
+
+    return opener
