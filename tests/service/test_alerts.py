@@ -344,3 +344,27 @@ def test_missing_apprise_is_a_clear_error(
     settings = AlertSettings.model_validate({"apprise_config": str(tmp_path / "a.txt")})
     with pytest.raises(InvalidArgument, match="apprise package is not installed"):
         Alerter(settings, history, CONFIG)
+
+
+def test_a_drill_problem_fires_once_and_a_passing_drill_resolves(
+    history: JobHistory, receiver: Receiver
+) -> None:
+    def drilled(problem: str | None) -> ProtectionStatus:
+        computed = status(timedelta(minutes=5))  # within its RPO throughout
+        computed.services[0].drill = {"last": None}
+        computed.services[0].drill_problem = problem
+        return computed
+
+    alerts = alerter(history, webhook(receiver.url))
+    failed = "the last drill (20261206T010000000000Z) failed: files data: 1 of 20 files differ"
+    alerts.status_computed(drilled(None))
+    alerts.status_computed(drilled(failed))
+    alerts.status_computed(drilled(failed))
+    alerts.status_computed(drilled(None))
+    assert alerts.close()
+    firing, resolved = receiver.documents
+    assert (firing["status"], resolved["status"]) == ("firing", "resolved")
+    assert firing["key"] == resolved["key"] == "drill_problem:sync"
+    assert firing["error"] == failed and failed in firing["message"]
+    assert firing["title"] == "safehold: the drills of service sync have a problem"
+    assert resolved["title"] == "safehold: the drills of service sync pass again"
