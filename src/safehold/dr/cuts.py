@@ -41,7 +41,7 @@ class CutFailed(SafeholdError):
 
 
 def _is_log_database(source: Source) -> bool:
-    return source.kind == "postgres"
+    return source.kind in ("postgres", "mysql")
 
 
 def _cut_id(moment: datetime) -> str:
@@ -70,7 +70,8 @@ def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]
     moment = datetime.now(UTC)  # without a database: every snapshot's data was read by now
     doc["id"] = cut_id = _cut_id(moment)
     for source in databases:
-        doc["sources"][source.name] = _mark(source, cut_id)
+        mark = _mark_binlog(source, repo) if source.kind == "mysql" else _mark(source, cut_id)
+        doc["sources"][source.name] = mark
     if databases:
         moment = min(parse_time(doc["sources"][s.name]["time"]) for s in databases)
     reads = [parse_time(f["read_from"]) for f in doc["sources"].values() if "read_from" in f]
@@ -182,6 +183,26 @@ def _mark(source: Source, cut_id: str) -> dict[str, Any]:
         "time": format_time(row[1]),
         "system_id": row[2],
     }
+
+
+def _mark_binlog(source: Source, repo: Repository) -> dict[str, Any]:
+    """The server's binlog position now; the binlog is then closed (FLUSH BINARY LOGS) and
+    archived, so a recovery replays to exactly this position. A transaction committed
+    between the two lands after the position: it is not part of the cut."""
+    from safehold.sources.mysql.binlog import archive_binlogs
+    from safehold.sources.mysql.client import MysqlConn, MysqlError
+
+    options: Any = source.options
+    conn = MysqlConn(
+        options.socket, options.host, options.port, options.user, options.defaults_file
+    )
+    rows = conn.query("SHOW MASTER STATUS")
+    if not rows:
+        raise MysqlError(f"binary logging is off on {source.name}: no position to record")
+    moment = datetime.now(UTC)
+    conn.query("FLUSH BINARY LOGS")
+    archive_binlogs(repo, conn, options.instance)
+    return {"binlog_position": f"{rows[0][0]}:{rows[0][1]}", "time": format_time(moment)}
 
 
 def _wait_archived(conn: Any, segment: str) -> None:

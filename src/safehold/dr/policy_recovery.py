@@ -47,7 +47,7 @@ TARGET_KEYS: dict[str, frozenset[str]] = {
     "redis": frozenset({"dir", "port", "host"}),
     "bucket": frozenset({"location"}),
     "command": frozenset({"command"}),
-    "mysql": frozenset(),
+    "mysql": frozenset({"datadir", "port"}),
 }
 
 
@@ -56,7 +56,8 @@ class SourceTarget(PolicyModel):
 
     paths: dict[str, AbsolutePath] = Field(default_factory=dict)  # files: old path -> new
     pgdata: AbsolutePath | None = None  # postgres: the data directory
-    port: Port | None = None  # postgres, redis
+    port: Port | None = None  # postgres, redis, mysql
+    datadir: AbsolutePath | None = None  # mysql: the data directory mariadbd runs on
     host: Text | None = None  # postgres: socket directory or address to connect to
     path: AbsolutePath | None = None  # sqlite: the database file
     dir: AbsolutePath | None = None  # redis: the directory of dump.rdb

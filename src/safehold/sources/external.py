@@ -20,7 +20,7 @@ from typing import IO
 
 from safehold.errors import SafeholdError
 
-__all__ = ["ExternalCommandFailed", "ProgramMissing", "as_user", "run", "stream"]
+__all__ = ["ExternalCommandFailed", "ProgramMissing", "as_user", "run", "spawn", "stream"]
 
 log = logging.getLogger("safehold.external")
 STDERR_TAIL_LINES = 5
@@ -68,6 +68,22 @@ def run(
     if check and proc.returncode != 0:
         raise ExternalCommandFailed(_name(argv), proc.returncode, _tail(proc.stderr))
     return proc
+
+
+def spawn(argv: Sequence[str]) -> int:
+    """Start a server that outlives safehold (its own session, no pipes); its pid."""
+    log.info("starting %s", shlex.join(argv))
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ProgramMissing(argv[0], exc.strerror) from None
+    return proc.pid
 
 
 @contextmanager

@@ -43,7 +43,7 @@ def recoverable_window(policy: Policy, service: str, repo: Repository) -> Window
             raise RecoveryRefused(f"source {source.name} has no backup to drill")
         oldest.append(snapshot_point(tagged[0]))
         newest[source.name] = newest_point(repo, source, tagged)
-        if source.kind == "postgres":
+        if source.kind in ("postgres", "mysql"):
             logged.append(source.name)
     end = min(newest[n] for n in logged) if logged else max(newest.values())
     start = min(max(oldest), end)

@@ -93,7 +93,7 @@ def live_paths(policy: Policy, service: str) -> list[str]:
             if isinstance(value, str):
                 paths.append(value)
     for target in svc.recovery.sources.values():
-        paths += [p for p in (target.pgdata, target.path, target.dir) if p]
+        paths += [p for p in (target.pgdata, target.datadir, target.path, target.dir) if p]
         paths += list(target.paths.values())
     return [os.path.abspath(p) for p in paths]
 

@@ -51,6 +51,7 @@ __all__ = [
 LATEST = "latest"
 TIME = "time"
 CUT = "cut"
+LOGGED_KINDS = ("postgres", "mysql")  # databases whose archived logs replay to any moment
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_.-]*?)\.(port|host|path)\}")
 
 
@@ -76,7 +77,7 @@ class SourcePlan:
     paths: dict[str, str] = field(default_factory=dict)  # files: snapshot path -> directory
     port: int | None = None
     host: str | None = None
-    log_target: str | None = None  # postgres: "latest", "time T" or "name N"
+    log_target: str | None = None  # "latest", "time T"; postgres "name N", mysql "position F:P"
     size: int = 0  # bytes the snapshot holds: the disk estimate
     version: int | None = None  # postgres: the server's major version
 
@@ -259,12 +260,6 @@ def build_plan(
     """Decide every source's snapshot, log target, path and port for ``moment``."""
     require_service(policy, service)
     svc = policy.services[service]
-    unsupported = [s.name for s in svc.sources if s.kind == "mysql"]
-    if unsupported:
-        raise RecoveryRefused(
-            f"recover does not restore MariaDB/MySQL sources yet ({', '.join(unsupported)}):"
-            " use `safehold mysql restore` for them"
-        )
     root = os.path.abspath(target_root) if target_root else None
     snapshots = repo.list_snapshots()
     tagged: dict[str, list[Snapshot]] = {}
@@ -275,7 +270,7 @@ def build_plan(
             raise RecoveryRefused(f"source {source.name} has no backup in {location}")
         newest[source.name] = newest_point(repo, source, tagged[source.name])
     cut_point = parse_time(cut["time"]) if cut is not None else None
-    logged = [s.name for s in svc.sources if s.kind == "postgres"]
+    logged = [s.name for s in svc.sources if s.kind in LOGGED_KINDS]
     point = _moment_point(moment, newest, logged, cut_point)
     plans = []
     for source in svc.sources:
@@ -320,6 +315,8 @@ def _choose(
     recorded = (cut or {}).get("sources", {}).get(source.name, {})
     if source.kind == "postgres":
         return _choose_postgres(repo, snaps, point, newest, recorded.get("restore_point"))
+    if source.kind == "mysql":
+        return _choose_mysql(source, snaps, point, newest, recorded.get("binlog_position"))
     if recorded.get("snapshot"):
         found = [s for s in snaps if s.id == recorded["snapshot"]]
         if not found:
@@ -369,6 +366,31 @@ def _choose_postgres(
     return _Chosen(chosen.snapshot, reached, log_target)
 
 
+def _choose_mysql(
+    source: Source,
+    snaps: list[Snapshot],
+    point: datetime,
+    newest: datetime,
+    position: str | None,
+) -> _Chosen:
+    """The newest mariabackup backup ended by ``point`` (`mysql restore` chooses the same
+    way) and the binlog target: the cut's position, every archived binlog for the newest
+    point, else the time."""
+    from safehold.sources.mysql.physical import choose_chain
+
+    backups = [s for s in snaps if s.source.get("kind") == "mysql"]
+    try:
+        chosen = choose_chain(backups, to_time=point)[-1]
+    except SafeholdError as exc:
+        reason = f"source {source.name} cannot reach {format_time(point)}: {exc}"
+        raise RecoveryRefused(reason) from None
+    if position is not None:
+        return _Chosen(chosen, point, f"position {position}")
+    if point >= newest:
+        return _Chosen(chosen, newest, LATEST)
+    return _Chosen(chosen, point, f"time {format_time(point)}")
+
+
 def log_target_of(text: str) -> RecoveryTarget:
     """``latest``, ``time T`` or ``name N`` (a plan's log target) as PostgreSQL's target."""
     from safehold.sources.postgres.catalog import RecoveryTarget
@@ -405,6 +427,13 @@ def _place(source: Source, target: SourceTarget, chosen: _Chosen, root: str | No
         plan.port = free_port() if root else target.port or options.port or 5432
         plan.host = target.host or options.host or "localhost"
         plan.version = int(snap.source.get("version") or 0) or None
+    elif source.kind == "mysql":
+        datadir = target.datadir or snap.source.get("datadir")
+        if not datadir:
+            raise RecoveryRefused(f"give recovery.sources.{source.name}.datadir in the policy")
+        plan.target = _under(root, str(datadir).rstrip("/") or "/")
+        plan.port = free_port() if root else target.port or options.port or 3306
+        plan.host = "127.0.0.1"
     elif source.kind == "sqlite":
         plan.target = _under(root, target.path or options.database)
     elif source.kind == "redis":

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from safehold.archive.browse import dump_file, find_node
@@ -102,6 +103,21 @@ def check_target(sp: SourcePlan, force: bool) -> list[str]:
             problems.append(f"{pg_ctl} is missing (PostgreSQL {sp.version} server programs)")
     if sp.kind == "redis" and shutil.which("redis-server") is None:
         problems.append("redis-server is not installed")
+    if sp.kind == "mysql":
+        problems += _mysql_problems(sp)
+    return problems
+
+
+def _mysql_problems(sp: SourcePlan) -> list[str]:
+    from safehold.sources.mysql.client import PROGRAMS, program
+
+    problems = [
+        f"{PROGRAMS[role][0]} is not installed (source {sp.name})"
+        for role in ("backup", "binlog", "client", "server")
+        if shutil.which(program(role)) is None
+    ]
+    if is_running(sp):
+        problems.append(f"a MariaDB server is running on {sp.target} (source {sp.name})")
     return problems
 
 
@@ -187,6 +203,8 @@ def restore_source(
         clear_target(sp)
         done = restore_redis(repo, snap.id, sp.target)
         return Restored(done.bytes_written, reached=sp.point)
+    if sp.kind == "mysql":
+        return _restore_mysql(repo, snap, sp)
     if sp.kind in ("bucket", "command"):
         return _restore_stream_or_bucket(repo, snap, sp)
     raise RecoveryRefused(f"recover cannot restore a {sp.kind} source ({sp.name})")
@@ -237,6 +255,39 @@ def _restore_postgres(
     result = restore_base(repo, snap, options)
     prefetcher = WalPrefetcher.for_plan(repo, pg_plan, sp.target).start()
     return Restored(result.restore.bytes_written, result, pg_plan, prefetcher=prefetcher)
+
+
+def _restore_mysql(repo: Repository, snap: Snapshot, sp: SourcePlan) -> Restored:
+    """`mysql restore`'s chain restore (mariabackup --prepare, --move-back), then its binlog
+    replay to the plan's target: every archived binlog, a time, or a cut's position."""
+    from safehold.repo.snapshot import parse_time
+    from safehold.sources.mysql.physical import choose_chain, physical_backups, restore_chain
+    from safehold.sources.mysql.pitr import replay_to
+
+    chain = choose_chain(physical_backups(repo, snap.source.get("instance")), snap.id)
+    clear_target(sp)
+    owner = mysql_owner()
+    done = restore_chain(repo, chain, sp.target, owner)
+    kind, _, value = (sp.log_target or LATEST).partition(" ")
+    stop_at = None
+    if kind == "position":
+        name, _, pos = value.rpartition(":")
+        stop_at = (name, int(pos))
+    # the latest: every archived transaction, which all lie before the second after it
+    moment = parse_time(sp.point) + (timedelta(seconds=1) if kind == LATEST else timedelta())
+    replay = replay_to(repo, chain[-1], done.datadir, moment, owner, stop_at)
+    size = sum(int(s.summary.get("total_bytes_processed", 0) or 0) for s in chain)
+    return Restored(size, reached=replay.get("reached_time") or sp.point)
+
+
+def mysql_owner() -> str | None:
+    """Who runs the restored mariadbd when safehold runs as root: the mysql user."""
+    import pwd
+
+    try:
+        return pwd.getpwnam("mysql").pw_name
+    except KeyError:
+        return None
 
 
 def _restore_stream_or_bucket(repo: Repository, snap: Snapshot, sp: SourcePlan) -> Restored:
@@ -292,15 +343,24 @@ def start_source(
 
         assert sp.port is not None
         start_server(sp.target, sp.port, sp.host or "127.0.0.1", plan.timeout)
+    if sp.kind == "mysql":
+        from safehold.sources.mysql.physical import start_server as start_mariadb
+
+        assert sp.port is not None
+        start_mariadb(sp.target, sp.port, sp.host or "127.0.0.1", mysql_owner(), plan.timeout)
     return restored.reached
 
 
 def is_running(sp: SourcePlan) -> bool:
-    """Whether the server of a PostgreSQL or Redis source runs on its target."""
+    """Whether the server of a PostgreSQL, Redis or MariaDB source runs on its target."""
     if sp.kind == "postgres":
         return _postmaster_running(sp.target)
     if sp.kind == "redis":
         return _pid_alive(os.path.join(sp.target, "redis.pid"))
+    if sp.kind == "mysql":
+        from safehold.sources.mysql.physical import server_files
+
+        return _pid_alive(server_files(sp.target)["pid"])
     return False
 
 
@@ -326,9 +386,15 @@ def stop_source(sp: SourcePlan) -> None:
         external.run(external.as_user(owner_name(sp.target), argv), check=False)
     elif sp.kind == "redis":
         _stop_pid_file(os.path.join(sp.target, "redis.pid"))
+    elif sp.kind == "mysql":
+        from safehold.sources.mysql.physical import server_files
+
+        _stop_pid_file(server_files(sp.target)["pid"], wait_for_file=True)
 
 
-def _stop_pid_file(path: str) -> None:
+def _stop_pid_file(path: str, wait_for_file: bool = False) -> None:
+    """SIGTERM to the pid in ``path``; wait until it is gone (or, for a server this process
+    started, which stays a zombie until safehold exits, until it removed its pid file)."""
     import signal
     import time
 
@@ -338,8 +404,10 @@ def _stop_pid_file(path: str) -> None:
         os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError):
         return
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + (60 if wait_for_file else 10)
     while time.monotonic() < deadline:
+        if wait_for_file and not os.path.exists(path):
+            return
         try:
             os.kill(pid, 0)
         except OSError:

@@ -189,12 +189,13 @@ class Recovery:
         self.restored[sp.name] = restored
         outcome.bytes_written, outcome.restored = restored.bytes_written, True
         self.state.mark(sp.name, RESTORED)
-        log = f", then replay WAL to {sp.log_target}" if sp.log_target else ""
+        logs = "binlogs" if sp.kind == "mysql" else "WAL"
+        log = f", then replay {logs} to {sp.log_target}" if sp.log_target else ""
         return f"snapshot {sp.snapshot_id[:8]} to {sp.target}: {restored.bytes_written} bytes{log}"
 
     def start_one(self, sp: SourcePlan) -> str:
         outcome = self.report.sources[sp.name]
-        if sp.kind not in ("postgres", "redis"):
+        if sp.kind not in ("postgres", "redis", "mysql"):
             outcome.reached = sp.point
             return f"skipped: nothing to start (data as of {sp.point})"
         restored = self.restored.get(sp.name) or kinds.Restored()
@@ -208,6 +209,8 @@ class Recovery:
         self.state.mark(sp.name, STARTED)
         if sp.kind == "postgres":
             return f"PostgreSQL on port {sp.port}: recovery reached {reached} ({sp.log_target})"
+        if sp.kind == "mysql":
+            return f"mariadbd on port {sp.port}: binlogs replayed to {reached} ({sp.log_target})"
         return f"redis-server on port {sp.port}"
 
     def start_application(self) -> str:

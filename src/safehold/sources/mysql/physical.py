@@ -50,6 +50,8 @@ __all__ = [
     "physical_backups",
     "restore_chain",
     "run_physical_backup",
+    "server_files",
+    "start_server",
 ]
 
 KIND = "mysql"
@@ -345,6 +347,35 @@ def scratch_server(datadir: str, owner: str | None) -> Any:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def server_files(datadir: str) -> dict[str, str]:
+    """Where a server started by ``start_server`` keeps its socket, pid file and log."""
+    return {name: os.path.join(datadir, f"mariadbd.{name}") for name in ("sock", "pid", "err")}
+
+
+def start_server(
+    datadir: str, port: int, bind: str, owner: str | None, timeout: float
+) -> MysqlConn:
+    """A mariadbd on a restored ``datadir`` serving ``bind:port`` (socket, pid file and
+    error log in the data directory), left running; returns once it answers."""
+    files = server_files(datadir)
+    as_root = os.geteuid() == 0
+    argv = [
+        program("server"),
+        "--no-defaults",
+        *([f"--user={owner}"] if as_root and owner else []),
+        f"--datadir={datadir}",
+        f"--port={port}",
+        f"--bind-address={bind}",
+        f"--socket={files['sock']}",
+        f"--pid-file={files['pid']}",
+        f"--log-error={files['err']}",
+    ]
+    external.spawn(argv)
+    conn = MysqlConn(socket=files["sock"], user="root")
+    _wait_ready(conn, files["err"], timeout)
+    return conn
+
+
 def _wait_ready(conn: MysqlConn, error_log: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -354,7 +385,7 @@ def _wait_ready(conn: MysqlConn, error_log: str, timeout: float = 120.0) -> None
         if proc.returncode == 0:
             return
         time.sleep(0.1)
-    raise MysqlError(f"the scratch server did not start within {timeout:.0f} s (see {error_log})")
+    raise MysqlError(f"mariadbd did not start within {timeout:.0f} s (see {error_log})")
 
 
 def _stop(pid_file: str) -> None:

@@ -53,9 +53,15 @@ def binlogs_after(repo: Repository, instance: str, first: str) -> tuple[list[str
 
 
 def replay_to(
-    repo: Repository, backup: Snapshot, datadir: str, to_time: datetime, owner: str | None
+    repo: Repository,
+    backup: Snapshot,
+    datadir: str,
+    to_time: datetime,
+    owner: str | None,
+    stop_at: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Roll the restored ``datadir`` forward to ``to_time``; what was reached."""
+    """Roll the restored ``datadir`` forward to ``to_time``, or with ``stop_at`` (binlog
+    file, position: a recorded cut) to exactly that position; what was reached."""
     instance = backup.source["instance"]
     first, position = backup.source.get("binlog_file"), backup.source.get("binlog_pos")
     if not first or position is None:
@@ -66,6 +72,9 @@ def replay_to(
     names, gap = binlogs_after(repo, instance, first)
     if not names:
         raise BinlogMissing(f"binlog/{instance}/{first}")
+    stop_file, stop_pos = stop_at or (None, None)
+    if stop_file is not None and stop_file not in names:
+        raise BinlogMissing(f"binlog/{instance}/{stop_file}")
     stop = datetime.fromisoformat(utc_seconds(to_time) + "+00:00")
     work = tempfile.mkdtemp(prefix="safehold-binlogs-")
     reached: datetime | None = None
@@ -74,8 +83,9 @@ def replay_to(
         paths = []
         for i, name in enumerate(names):
             data = fetch_binlog(repo, instance, name)
-            for _, moment in commit_times(data, position if i == 0 else 4):
-                if moment >= stop:
+            end = stop_pos if name == stop_file else None
+            for pos, moment in commit_times(data, position if i == 0 else 4):
+                if (end is not None and pos > end) or (stop_file is None and moment >= stop):
                     beyond = True
                     break
                 reached = moment
@@ -83,15 +93,15 @@ def replay_to(
             with open(path, "wb") as f:
                 f.write(data)
             paths.append(path)
+            beyond = beyond or name == stop_file
             if beyond:
                 break
-        decode = [
-            program("binlog"),
-            "--no-defaults",
-            f"--start-position={position}",
-            f"--stop-datetime={utc_seconds(to_time)}",
-            *paths,
-        ]
+        until = (
+            f"--stop-position={stop_pos}"  # applies to the last file named: the cut's
+            if stop_file is not None
+            else f"--stop-datetime={utc_seconds(to_time)}"
+        )
+        decode = [program("binlog"), "--no-defaults", f"--start-position={position}", until, *paths]
         with scratch_server(datadir, owner) as conn:
             client = [program("client"), "--no-defaults", *conn.args()]
             env = {**os.environ, "TZ": "UTC"}
@@ -111,6 +121,7 @@ def replay_to(
     return {
         "target_time": format_utc(to_time),
         "stop_datetime": utc_seconds(to_time),
+        "stop_position": f"{stop_file}:{stop_pos}" if stop_file else None,
         "reached_time": format_utc(reached) if reached else None,
         "binlogs": names if not beyond else [os.path.basename(p) for p in paths],
         "start": f"{first}:{position}",
