@@ -167,7 +167,7 @@ def recovery_problems(service: str, document: dict[str, Any]) -> list[tuple[tupl
         allowed = TARGET_KEYS.get(str(kinds[name]), frozenset())
         for key in target if isinstance(target, dict) else {}:
             if key in SourceTarget.model_fields and key not in allowed:
-                fits = ", ".join(sorted(allowed)) or "nothing: recover does not restore it yet"
+                fits = ", ".join(sorted(allowed))
                 problems.append(
                     (
                         (*base, "sources", name, key),
