@@ -19,7 +19,7 @@ from safehold.dr.drill.report import DrillReport
 from safehold.dr.drill.store import find_report
 from safehold.dr.jobs import service_tag, source_tag
 from safehold.dr.plan import resolve_objectives
-from safehold.errors import InvalidArgument, NotFound
+from safehold.errors import InvalidArgument, NotFound, SnapshotNotFound
 from safehold.repo.snapshot import Snapshot, find_snapshot, snapshot_doc
 from safehold.service.http.charts import Chart, exposure_chart
 from safehold.service.http.state import Dashboard, Missing
@@ -54,7 +54,9 @@ class _Sink:
         return len(data)
 
 
-def service_snapshots(dashboard: Dashboard, service: str, source: str | None) -> list[Snapshot]:
+def service_snapshots(
+    dashboard: Dashboard, service: str, source: str | None, refresh: bool = False
+) -> list[Snapshot]:
     """The snapshots the daemon made for ``service`` (or one of its sources), oldest first."""
     dashboard.check_service(service)
     if source is not None and source not in {
@@ -62,13 +64,17 @@ def service_snapshots(dashboard: Dashboard, service: str, source: str | None) ->
     }:
         raise InvalidArgument(f"service {service} has no source {source!r}")
     tag = source_tag(service, source) if source is not None else service_tag(service)
-    snapshots = dashboard.snapshots(dashboard.policy.repository_of(service))
+    snapshots = dashboard.snapshots(dashboard.policy.repository_of(service), refresh)
     return [s for s in snapshots if tag in s.tags]
 
 
 def find_service_snapshot(dashboard: Dashboard, service: str, ref: str) -> Snapshot:
-    """An id, short id or ``latest`` among the service's snapshots."""
-    return find_snapshot(service_snapshots(dashboard, service, None), ref)
+    """An id, short id or ``latest`` among the service's snapshots; an id not in the
+    kept list is looked for again in a fresh one (a backup may have just made it)."""
+    try:
+        return find_snapshot(service_snapshots(dashboard, service, None), ref)
+    except SnapshotNotFound:
+        return find_snapshot(service_snapshots(dashboard, service, None, refresh=True), ref)
 
 
 def _node_at(dashboard: Dashboard, service: str, snap: Snapshot, path: str) -> Node | None:

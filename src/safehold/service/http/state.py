@@ -139,11 +139,12 @@ class Dashboard:
                 found = self._repositories.setdefault(name, found)
         return found
 
-    def snapshots(self, repository: str) -> list[Snapshot]:
-        """The repository's snapshots, oldest first, at most SNAPSHOT_TTL seconds old."""
+    def snapshots(self, repository: str, refresh: bool = False) -> list[Snapshot]:
+        """The repository's snapshots, oldest first, at most SNAPSHOT_TTL seconds old
+        (``refresh``: listed now)."""
         opened = self._opened(repository)
         with opened.lock:
-            if time.monotonic() - opened.listed > SNAPSHOT_TTL:
+            if refresh or time.monotonic() - opened.listed > SNAPSHOT_TTL:
                 opened.snapshots = opened.repo.list_snapshots()
                 opened.listed = time.monotonic()
             return opened.snapshots
