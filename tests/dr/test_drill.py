@@ -199,7 +199,7 @@ def test_the_drill_table_is_checked_with_file_and_line(tmp_path: Path) -> None:
         " time (RFC 3339), got 'sometimes'",
         "safehold.toml:16: services.app.drill.max_age: must be longer than zero",
         "safehold.toml:19: services.app.drill.checks[0].source: an sql check needs a postgres"
-        " source, not files",
+        " or mysql source, not files",
     ]
 
 

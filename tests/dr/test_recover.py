@@ -76,7 +76,7 @@ def test_recovery_table_errors_name_file_line_and_key() -> None:
         "safehold.toml:19: services.app.recovery.sources.nosuch: unknown source 'nosuch'"
         " (db, files)",
         "safehold.toml:23: services.app.recovery.checks[0].source: an sql check needs a"
-        " postgres source, not files",
+        " postgres or mysql source, not files",
         "safehold.toml:24: services.app.recovery.checks[1]: give exactly one of sql, http,"
         " tcp, command (got http and tcp)",
     ]

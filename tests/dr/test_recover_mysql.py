@@ -23,7 +23,14 @@ import pytest
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import load_policy
 from safehold.dr.schedule import JobId
+from safehold.repo.repository import Repository
 from safehold.repo.snapshot import format_time
+from safehold.sources.command import StreamSpec
+from safehold.sources.mysql.binlog import archive_binlogs
+from safehold.sources.mysql.client import MysqlConn
+from safehold.sources.mysql.physical import restore_chain, run_physical_backup, start_server
+from safehold.sources.mysql.pitr import replay_to
+from tests.servers import free_port
 from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo, write_password
 from tests.sources.mysql_server import MariaServer, missing_programs, mysql_dir
 
@@ -138,6 +145,12 @@ def test_recover_and_drill_a_mariadb_source_to_a_time_the_latest_and_a_cut(
             port = 3399
             [[services.app.recovery.checks]]
             tcp = "127.0.0.1:{{db.port}}"
+            [[services.app.recovery.checks]]
+            name = "orders"
+            sql = "SELECT count(*) > 0 FROM t"
+            source = "db"
+            database = "shop"
+            expect = "1"
             """
         )
     )
@@ -155,6 +168,8 @@ def test_recover_and_drill_a_mariadb_source_to_a_time_the_latest_and_a_cut(
         try:
             summary = _recover(config, base / "t", "--to-time", format_time(moment))
             assert summary["outcome"] == "recovered", summary
+            health = {s["source"]: s for s in summary["steps"] if s["step"] == "health"}
+            assert health["orders"]["outcome"] == "ok", health
             assert _rows(datadir) == writer.upto(moment) == [1, 2, 3, 4, 5, 6]
             files_back = base / "t" / str(files / "a.txt").lstrip("/")
             assert files_back.read_text() == "before the cut\n"
@@ -200,4 +215,33 @@ def test_recover_and_drill_a_mariadb_source_to_a_time_the_latest_and_a_cut(
         assert checks["db data"]["passed"], checks["db data"]
         assert "CHECK TABLE clean" in checks["db data"]["detail"]
         assert checks["db data"]["figures"]["rows"]["`shop`.`t`"] == len(writer.log)
+    maria.sql("DROP DATABASE shop")
+
+
+def test_a_cut_position_inside_a_binlog_replays_exactly_to_it(
+    maria: MariaServer, local_repo: Repository
+) -> None:
+    """Transactions after the recorded position but in the same binlog (committed between
+    SHOW MASTER STATUS and FLUSH BINARY LOGS while a cut is taken) are not replayed."""
+    maria.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v TEXT)")
+    conn = MysqlConn(socket=str(maria.socket), user="root")
+    writer = Writer(maria)
+    writer.commit(2)
+    backup = run_physical_backup(local_repo, conn, "full", StreamSpec("mysql"), "cutpos")
+    writer.commit(3)
+    name, position = maria.sql("SHOW MASTER STATUS")[0][:2]
+    writer.commit(2)  # after the position, in the same binlog
+    archive_binlogs(local_repo, conn, "cutpos", flush=True)
+    with mysql_dir("safehold-recover-cutpos-") as base:
+        datadir = str(base / "data")
+        restore_chain(local_repo, [backup.snapshot], datadir, "mysql")
+        done = replay_to(
+            local_repo, backup.snapshot, datadir, datetime.now(UTC), "mysql", (name, int(position))
+        )
+        assert done["complete"] and done["stop_position"] == f"{name}:{position}"
+        try:
+            start_server(datadir, free_port(), "127.0.0.1", "mysql", 60)
+            assert _rows(Path(datadir)) == [1, 2, 3, 4, 5]
+        finally:
+            _stop(Path(datadir))
     maria.sql("DROP DATABASE shop")

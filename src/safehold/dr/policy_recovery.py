@@ -3,7 +3,7 @@ starts the application, and the health checks that say it is back.
 
 The models validate one table at a time; ``recovery_problems`` checks what needs the
 service's sources too (a target named after an unknown source, a key that does not fit the
-source's kind, an SQL check on a source that is not PostgreSQL), so that ``dr/load.py``
+source's kind, an SQL check on a source that is not a database), so that ``dr/load.py``
 reports those with the file and line of the key like every other policy problem.
 docs/recover.md describes every key.
 """
@@ -101,7 +101,7 @@ class HealthCheck(PolicyModel):
             found = f"got {' and '.join(given)}" if given else "got none"
             raise fail("check_kind", f"give exactly one of sql, http, tcp, command ({found})")
         if self.sql is not None and self.source is None:
-            raise fail("check_source", "an sql check needs source (the PostgreSQL source)")
+            raise fail("check_source", "an sql check needs source (a PostgreSQL or MariaDB source)")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise fail("url", f"expected an http:// or https:// URL, got {self.http!r}")
         return self
@@ -190,7 +190,7 @@ def source_kinds(document: dict[str, Any]) -> dict[Any, Any]:
 def check_problems(
     base: tuple[Any, ...], checks: Any, kinds: dict[Any, Any]
 ) -> list[tuple[tuple[Any, ...], str]]:
-    """Checks naming an unknown source, or an SQL check on a source that is not PostgreSQL."""
+    """Checks naming an unknown source, or an SQL check on a source that is not a database."""
     known = ", ".join(str(n) for n in kinds) or "none"
     problems: list[tuple[tuple[Any, ...], str]] = []
     for i, check in enumerate(checks if isinstance(checks, list) else []):
@@ -199,11 +199,11 @@ def check_problems(
             continue
         if named not in kinds:
             problems.append(((*base, "checks", i, "source"), f"unknown source {named!r} ({known})"))
-        elif check.get("sql") is not None and kinds[named] != "postgres":
+        elif check.get("sql") is not None and kinds[named] not in ("postgres", "mysql"):
             problems.append(
                 (
                     (*base, "checks", i, "source"),
-                    f"an sql check needs a postgres source, not {kinds[named]}",
+                    f"an sql check needs a postgres or mysql source, not {kinds[named]}",
                 )
             )
     return problems

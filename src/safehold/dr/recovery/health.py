@@ -41,6 +41,8 @@ def _sql(check: PlannedCheck, plan: RecoveryPlan) -> tuple[bool, str]:
 
     assert check.source is not None
     sp = plan.source(check.source)
+    if sp.kind == "mysql":
+        return _mysql(check, sp.target)
     conninfo = (
         f"host={sp.host} port={sp.port} dbname={check.database} user={check.user} connect_timeout=5"
     )
@@ -52,6 +54,25 @@ def _sql(check: PlannedCheck, plan: RecoveryPlan) -> tuple[bool, str]:
     got = None if row is None else _sql_text(row[0])
     if check.expect is None:
         return row is not None, f"returned {got!r}"
+    return got == check.expect, f"returned {got!r}, expected {check.expect!r}"
+
+
+def _mysql(check: PlannedCheck, datadir: str) -> tuple[bool, str]:
+    """The query through the mariadb client on the recovered server's socket (its text
+    output: NULL comes back as 'NULL')."""
+    from safehold.errors import SafeholdError
+    from safehold.sources.mysql.client import MysqlConn
+    from safehold.sources.mysql.physical import server_files
+
+    conn = MysqlConn(socket=server_files(datadir)["sock"], user=check.user)
+    use = f"USE `{check.database}`; " if check.database else ""
+    try:
+        rows = conn.query(use + check.spec)
+    except SafeholdError as exc:
+        return False, f"query failed: {str(exc).strip().splitlines()[0]}"
+    got = rows[0][0] if rows and rows[0] else None
+    if check.expect is None:
+        return got is not None, f"returned {got!r}"
     return got == check.expect, f"returned {got!r}, expected {check.expect!r}"
 
 

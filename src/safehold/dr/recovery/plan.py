@@ -92,8 +92,8 @@ class PlannedCheck:
     spec: str  # the query, URL, HOST:PORT or command, placeholders filled in
     timeout: float
     source: str | None = None
-    database: str = "postgres"
-    user: str = "postgres"
+    database: str = "postgres"  # a MariaDB source's checks: none (give it in the query)
+    user: str = "postgres"  # a MariaDB source's checks: root (over the server's socket)
     expect: str | None = None
     status: int = 200
 
@@ -286,7 +286,7 @@ def build_plan(
         location=location,
         copy_note=copy_note,
         sources=plans,
-        checks=[_check(c, i, values) for i, c in enumerate(svc.recovery.checks)],
+        checks=[_check(c, i, values, plans) for i, c in enumerate(svc.recovery.checks)],
         start=[_fill(command, values) for command in svc.recovery.start],
         newest_data=format_time(max(newest.values())),
         target_root=root,
@@ -474,16 +474,23 @@ def _fill(text: str, values: dict[tuple[str, str], str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get((m[1], m[2]), m[0]), text)
 
 
-def _check(check: HealthCheck, index: int, values: dict[tuple[str, str], str]) -> PlannedCheck:
+def _check(
+    check: HealthCheck, index: int, values: dict[tuple[str, str], str], plans: list[SourcePlan]
+) -> PlannedCheck:
     spec = getattr(check, check.kind)
+    database, user = check.database, check.user
+    if any(p.name == check.source and p.kind == "mysql" for p in plans):  # MariaDB's defaults
+        given = check.model_fields_set
+        database = database if "database" in given else ""
+        user = user if "user" in given else "root"
     return PlannedCheck(
         label=check.label(index),
         kind=check.kind,
         spec=_fill(spec, values),
         timeout=check.timeout.total_seconds(),
         source=check.source,
-        database=check.database,
-        user=check.user,
+        database=database,
+        user=user,
         expect=check.expect,
         status=check.status,
     )
@@ -492,4 +499,4 @@ def _check(check: HealthCheck, index: int, values: dict[tuple[str, str], str]) -
 def plan_checks(plan: RecoveryPlan, checks: list[HealthCheck]) -> list[PlannedCheck]:
     """More checks for a plan (a drill's own), with its placeholders filled in."""
     values = _placeholders(plan.sources, plan.target_root)
-    return [_check(c, len(plan.checks) + i, values) for i, c in enumerate(checks)]
+    return [_check(c, len(plan.checks) + i, values, plan.sources) for i, c in enumerate(checks)]
