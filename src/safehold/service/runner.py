@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from safehold.dr.jobs import JobCommand
+from safehold.service.http.redact import Redactor
 
 __all__ = ["ChildProcess", "CommandResult", "run_command", "start_child"]
 
@@ -150,7 +151,7 @@ class ChildProcess:
             return None
         lines = [x.strip() for x in self.stderr_tail().splitlines() if x.strip()]
         if lines:
-            return lines[-1][:500]
+            return Redactor().text(lines[-1])[:500]  # a DSN's password never reaches the history
         if returncode < 0:
             return f"killed by signal {signal.Signals(-returncode).name}"
         return f"exited {returncode}"

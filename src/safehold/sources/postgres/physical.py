@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import socket
 import stat
 import time
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from safehold import __version__
 from safehold.archive.backup import Archiver
@@ -98,22 +98,41 @@ def conninfo_of(
     user: str | None,
     dbname: str | None = "postgres",
 ) -> str:
-    """A libpq connection string from a DSN and separate settings (which win); ``dbname``
-    is added unless the DSN names one (None: not at all)."""
-    parts = [dsn or ""]
-    for key, value in (("host", host), ("port", port), ("user", user)):
-        if value is not None:
-            parts.append(f"{key}={shlex.quote(str(value))}")
-    if dbname is not None and "dbname" not in (dsn or ""):
-        parts.append(f"dbname={dbname}")
-    return " ".join(p for p in parts if p)
+    """A libpq connection string from a DSN (URL or key=value) and separate settings
+    (which win); ``dbname`` is added unless the DSN names one (None: not at all)."""
+    try:
+        given = conninfo_to_dict(dsn or "")
+    except psycopg.Error as exc:
+        raise PostgresError(f"invalid connection string: {_one_line(exc)}") from None
+    settings = {k: str(v) for k, v in (("host", host), ("port", port), ("user", user)) if v}
+    if dbname is not None and "dbname" not in given:
+        settings["dbname"] = dbname
+    return make_conninfo(dsn or "", **settings)
+
+
+def shown(conninfo: str) -> str:
+    """``conninfo`` fit for an error line or a log: its password masked."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "an unparsable connection string"  # it may hold a password: not echoed
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)
 
 
 def connect(conninfo: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo, autocommit=True, application_name="safehold")
     except psycopg.Error as exc:
-        raise PostgresError(f"cannot connect ({conninfo or 'defaults'}): {exc}") from None
+        raise PostgresError(
+            f"cannot connect ({shown(conninfo) or 'defaults'}): {_one_line(exc)}"
+        ) from None
+
+
+def _one_line(exc: Exception) -> str:
+    """libpq's message with its hint lines joined: an error is one line."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _glob_escape(path: str) -> str:
