@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from safehold.dr.policy import AlertSettings
+from safehold.dr.standby.status import StandbyStatus
 from safehold.dr.status import ProtectionStatus, ServiceStatus, SourceStatus
 from safehold.errors import InvalidArgument
 from safehold.service.alerts import Alerter
@@ -368,3 +369,30 @@ def test_a_drill_problem_fires_once_and_a_passing_drill_resolves(
     assert firing["error"] == failed and failed in firing["message"]
     assert firing["title"] == "safehold: the drills of service sync have a problem"
     assert resolved["title"] == "safehold: the drills of service sync pass again"
+
+
+def test_a_standby_problem_fires_once_and_a_healthy_cluster_resolves(
+    history: JobHistory, receiver: Receiver
+) -> None:
+    def standby(problems: list[str]) -> ProtectionStatus:
+        computed = status(timedelta(minutes=5))  # within its RPO throughout
+        cluster = StandbyStatus("sync", "sync", False, "pg1", 1, None, problems=problems)
+        computed.services[0].standby = cluster
+        return computed
+
+    alerts = alerter(history, webhook(receiver.url))
+    alone = [
+        "pg2 does not answer (Connection refused)",
+        "no healthy standby: the primary runs alone",
+    ]
+    alerts.status_computed(standby([]))
+    alerts.status_computed(standby(alone))
+    alerts.status_computed(standby(alone))
+    alerts.status_computed(standby([]))
+    assert alerts.close()
+    firing, resolved = receiver.documents
+    assert (firing["status"], resolved["status"]) == ("firing", "resolved")
+    assert firing["key"] == resolved["key"] == "standby_problem:sync"
+    assert firing["error"] == "; ".join(alone) and alone[1] in firing["message"]
+    assert firing["title"] == "safehold: the hot standby of service sync has a problem"
+    assert resolved["title"] == "safehold: the hot standby of service sync is healthy again"

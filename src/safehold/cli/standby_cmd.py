@@ -102,7 +102,7 @@ def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None
     _, policy = load_config(config)
     status = standby_status(resolve_setup(policy, service))
     if s.json:
-        print_json({"message_type": "standby_status", **status.to_dict()})
+        print_json(status.document())
         return
     primary = status.primary or "NONE"
     lines = [

@@ -147,7 +147,7 @@ def _service_lines(service: ServiceStatus, tz: ZoneInfo) -> list[str]:
         f" worst exposure {_span(service.exposure) if service.exposure is not None else 'unknown'})"
     )
     rows = [SOURCE_COLUMNS, *(_source_row(source, tz) for source in service.sources)]
-    return ["", head, *_columns(rows, "  "), *_drill_lines(service)]
+    return ["", head, *_columns(rows, "  "), *_drill_lines(service), *_standby_lines(service)]
 
 
 def _drill_lines(service: ServiceStatus) -> list[str]:
@@ -161,6 +161,17 @@ def _drill_lines(service: ServiceStatus) -> list[str]:
         f"  drill: last {last['id']} passed, RTO {_seconds(last['rto_seconds'])},"
         f" RPO {_seconds(last['rpo_seconds'])}"
     ]
+
+
+def _standby_lines(service: ServiceStatus) -> list[str]:
+    """The service's hot standby: its primary, or its problems (docs/standby.md)."""
+    standby = service.standby
+    if standby is None:
+        return []
+    if standby.problems:
+        return [f"  standby: PROBLEM: {problem}" for problem in standby.problems]
+    replicas = [n.name for n in standby.nodes if n.name != standby.primary]
+    return [f"  standby: primary {standby.primary}, streaming to {', '.join(replicas)}"]
 
 
 def _seconds(value: float | None) -> str:

@@ -30,6 +30,8 @@ from safehold.dr.policy import Policy
 from safehold.dr.policy import Repository as PolicyRepository
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import JobId, next_runs
+from safehold.dr.standby.config import resolve_setup
+from safehold.dr.standby.status import StandbyStatus, standby_status
 from safehold.errors import InvalidArgument, SafeholdError
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
@@ -156,6 +158,7 @@ class ServiceStatus:
     sources: list[SourceStatus] = field(default_factory=list)
     drill: dict[str, Any] | None = None  # dr/drill/status.py, for a service with drills
     drill_problem: str | None = None  # the last drill failed, or none passed within max_age
+    standby: StandbyStatus | None = None  # dr/standby/status.py, for a service with a standby
 
     @property
     def within_objectives(self) -> bool:
@@ -164,8 +167,10 @@ class ServiceStatus:
 
     @property
     def healthy(self) -> bool:
-        """Within the RPO and, with drills, the last one passed within max_age."""
-        return self.within_objectives and self.drill_problem is None
+        """Within the RPO; with drills, the last one passed within max_age; with a hot
+        standby, its cluster has no problem."""
+        standby_ok = self.standby is None or self.standby.healthy
+        return self.within_objectives and self.drill_problem is None and standby_ok
 
     @property
     def exposure(self) -> timedelta | None:
@@ -185,6 +190,7 @@ class ServiceStatus:
             "sources": [source.to_dict() for source in self.sources],
             "drill": self.drill,
             "drill_problem": self.drill_problem,
+            "standby": None if self.standby is None else self.standby.to_dict(),
         }
 
 
@@ -573,6 +579,7 @@ def evaluate(
     replicas: bool = True,
     under_way: Collection[str] = (),
     state_dir: str | None = None,
+    standbys: bool = True,
 ) -> ProtectionStatus:
     """The protection status of every service and replica of ``policy`` at ``now``.
 
@@ -582,6 +589,7 @@ def evaluate(
     ``under_way``: ``SERVICE/SOURCE`` of the backups the daemon has queued or started and
     not yet recorded (a source never backed up among them is pending, not outside).
     ``state_dir`` (the daemon's) adds each drilled service's last drills.
+    ``standbys``: read each hot standby's nodes over Patroni's REST API (docs/standby.md).
     """
     if now.tzinfo is None:
         raise ValueError("evaluate needs a time-zone-aware now")
@@ -597,6 +605,8 @@ def evaluate(
             services[name].drill, services[name].drill_problem = drill_status(
                 policy, name, state_dir, now
             )
+        if standbys and policy.services[name].standby is not None:
+            services[name].standby = standby_status(resolve_setup(policy, name))
     for repo_name, repo in policy.repositories.items():
         serving = list(_services_of(policy, repo_name))
         if not serving and not (replicas and repo.replicas):

@@ -54,6 +54,7 @@ RESOLVED: Final = "resolved"
 JOB_FAILED: Final = "job_failed"
 RPO_EXCEEDED: Final = "rpo_exceeded"
 DRILL_PROBLEM: Final = "drill_problem"
+STANDBY_PROBLEM: Final = "standby_problem"
 OPEN_KEY: Final = "alerts.open"  # history state: alert key → what was sent when it opened
 OUTBOX_KEY: Final = "alerts.outbox"  # history state: events queued but not yet delivered
 DEFAULT_RETRY_DELAYS: Final = (2.0, 10.0, 30.0)
@@ -315,6 +316,18 @@ class Alerter:
             elif service.drill_problem is None and key in self._open:
                 since = datetime.fromisoformat(self._open[key]["since"])
                 self._resolve(key, self._drill_event(key, service, status.now, since))
+            self._standby_alert(service, status.now)
+
+    def _standby_alert(self, service: ServiceStatus, now: datetime) -> None:
+        """One alert while the service's hot standby has problems, resolved when it has none
+        (a service without a standby table has none to raise)."""
+        key = f"{STANDBY_PROBLEM}:{service.name}"
+        problems = service.standby.problems if service.standby is not None else []
+        if problems and key not in self._open:
+            self._fire(self._standby_event(key, service.name, problems, now, now))
+        elif not problems and key in self._open:
+            since = datetime.fromisoformat(self._open[key]["since"])
+            self._resolve(key, self._standby_event(key, service.name, [], now, since))
 
     def open_alerts(self) -> dict[str, dict[str, Any]]:
         """Open alerts by key, as stored (``safehold status`` may show them)."""
@@ -464,6 +477,29 @@ class Alerter:
             error=problem,
             command=self._status_command(),
             labels={"service": service.name},
+        )
+
+    def _standby_event(
+        self, key: str, service: str, problems: list[str], now: datetime, since: datetime
+    ) -> AlertEvent:
+        """A service's hot standby has problems (firing) or no longer has any (resolved)."""
+        error = "; ".join(problems) or None
+        title = f"safehold: the hot standby of service {service} " + (
+            "has a problem" if problems else "is healthy again"
+        )
+        more = f"safehold standby status {service}"
+        return AlertEvent(
+            status=FIRING if problems else RESOLVED,
+            alert=STANDBY_PROBLEM,
+            key=key,
+            subject=service,
+            title=title,
+            message=f"{error or 'Every node answers and the standbys stream.'}\nMore: {more}",
+            since=since,
+            time=now,
+            error=error,
+            command=more,
+            labels={"service": service},
         )
 
     def _rpo_resolved(

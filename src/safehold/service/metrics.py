@@ -236,6 +236,7 @@ def _status_metrics(status: ProtectionStatus) -> Iterator[Metric]:
     yield from (exposure, objective, within, point)
     yield from _service_metrics(status)
     yield from _drill_metrics(status)
+    yield from _standby_metrics(status)
     yield from _replica_metrics(status)
 
 
@@ -263,6 +264,41 @@ def _drill_metrics(status: ProtectionStatus) -> Iterator[Metric]:
             if last[key] is not None:
                 gauge.add_metric([service.name], float(last[key]))
     yield from (success, rto, rpo, passed)
+
+
+def _standby_metrics(status: ProtectionStatus) -> Iterator[Metric]:
+    """Each hot standby as its Patroni nodes report it (docs/standby.md)."""
+    svc, node = ("service",), ("service", "node")
+    primary_up = _gauge(
+        "safehold_standby_primary_up", "1 if exactly one node is a running primary.", svc
+    )
+    healthy = _gauge(
+        "safehold_standby_healthy_replicas", "Replicas streaming from the primary.", svc
+    )
+    problems = _gauge("safehold_standby_problems", "The standby's problems (0: healthy).", svc)
+    up = _gauge("safehold_standby_node_up", "1 if the node's Patroni REST API answers.", node)
+    lag_bytes = _gauge(
+        "safehold_standby_replica_lag_bytes", "WAL bytes the replica has yet to replay.", node
+    )
+    lag_seconds = _gauge(
+        "safehold_standby_replica_lag_seconds", "Age of the last commit it replayed.", node
+    )
+    for service in status.services:
+        standby = service.standby
+        if standby is None:
+            continue
+        name = service.name
+        primary_up.add_metric([name], 0 if standby.primary is None else 1)
+        streaming = [n for n in standby.nodes if n.name != standby.primary and n.streaming]
+        healthy.add_metric([name], len(streaming))
+        problems.add_metric([name], len(standby.problems))
+        for n in standby.nodes:
+            up.add_metric([name, n.name], 1 if n.reachable else 0)
+            if n.lag_bytes is not None:
+                lag_bytes.add_metric([name, n.name], n.lag_bytes)
+            if n.lag_seconds is not None:
+                lag_seconds.add_metric([name, n.name], n.lag_seconds)
+    yield from (primary_up, healthy, problems, up, lag_bytes, lag_seconds)
 
 
 def _service_metrics(status: ProtectionStatus) -> Iterator[Metric]:

@@ -56,6 +56,10 @@ class StandbyStatus:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "healthy": self.healthy}
 
+    def document(self) -> dict[str, Any]:
+        """``standby status --json``, which the dashboard's /api/v1/standbys also serves."""
+        return {"message_type": "standby_status", **self.to_dict()}
+
 
 def node_url(node: StandbyNode, path: str) -> str:
     return f"http://{node.host}:{node.rest_port}{path}"
