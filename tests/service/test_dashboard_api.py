@@ -328,6 +328,8 @@ def test_openapi_schema_describes_every_route(site: Site) -> None:
         "/api/v1/services/{service}/drill",
         "/api/v1/drills",
         "/api/v1/drills/{report}",
+        "/api/v1/standbys",
+        "/api/v1/standbys/{service}",
     }
     jobs = schema["paths"]["/api/v1/jobs"]["get"]
     assert {p["name"] for p in jobs["parameters"]} == {"job", "outcome", "limit"}

@@ -17,6 +17,7 @@ from safehold.dr.load import load_policy
 from safehold.dr.status import evaluate
 from safehold.service.metrics import _standby_metrics
 from tests.service.daemon_helpers import SAFEHOLD, clean_env
+from tests.service.dashboard_helpers import make_site, start_serve
 from tests.standby.patroni_stub import WAL, PatroniStub, patroni_stub, primary_doc, replica_doc
 
 
@@ -97,3 +98,22 @@ def test_the_metrics_give_the_primary_the_streaming_replicas_and_their_lag(
     assert leaderless[("safehold_standby_primary_up", "")] == 0
     assert leaderless[("safehold_standby_healthy_replicas", "")] == 0
     assert leaderless[("safehold_standby_problems", "")] >= 1
+
+
+def test_the_dashboard_serves_the_standby_status_the_cli_gives(
+    tmp_path: Path, stub: PatroniStub
+) -> None:
+    site = make_site(tmp_path / "site")
+    policy = write_config(tmp_path, stub).read_text()
+    standby = policy[policy.index("[services.db.standby]") : policy.index("[daemon]")]
+    site.config.write_text(site.config.read_text() + standby)
+    start_serve(site)
+    try:
+        site.wait_up()
+        cli = site.cli_json("standby", "status", "db")
+        assert cli["primary"] == "pg1" and cli["healthy"] is True
+        assert site.json("/api/v1/standbys/db") == cli
+        assert site.json("/api/v1/standbys") == [cli]
+        assert site.get("/api/v1/standbys/app")[0] == 404  # app has no standby table
+    finally:
+        site.stop()

@@ -1,9 +1,9 @@
 """The read-only JSON API, /api/v1, and its two actions: a backup or a drill now.
 
 Each document is the CLI's ``--json`` document for the same question (status, jobs,
-snapshots, ls, drills), built by the same code. Sections that later issues add
-(standbys) get routes of their own here and a key of their own in the documents they
-extend, so nothing existing changes shape (docs/ARCHITECTURE.md).
+snapshots, ls, drills, standbys), built by the same code. Sections that later issues add
+get routes of their own here and a key of their own in the documents they extend, so
+nothing existing changes shape (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from safehold.service.http.documents import (
     file_doc,
     jobs_doc,
     service_snapshots,
+    standbys_doc,
 )
-from safehold.service.http.state import Dashboard, backup_jobs, drill_job
+from safehold.service.http.state import Dashboard, Missing, backup_jobs, drill_job
 
 __all__ = ["ACTIONS", "request_action", "router"]
 
@@ -132,6 +133,30 @@ def drill(request: Request, report: str) -> JSONResponse:
     dashboard = _dashboard(request)
     found, _history = drill_report(dashboard, report)
     return JSONResponse(dashboard.redactor.doc(found.to_doc()))
+
+
+def _standbys(request: Request, service: str | None) -> list[dict[str, Any]]:
+    require(request, "viewer")
+    docs = standbys_doc(_dashboard(request), service)
+    if docs is None:
+        raise HttpProblem(503, "the protection status is being computed: try again shortly")
+    return docs
+
+
+@router.get(
+    "/standbys",
+    summary="Each hot standby as the last status read it: `safehold standby status S --json`.",
+)
+def standbys(request: Request, service: OptionalName = None) -> JSONResponse:
+    return JSONResponse(_standbys(request, service))
+
+
+@router.get("/standbys/{service}", summary="One hot standby: `standby status SERVICE --json`.")
+def standby(request: Request, service: str) -> JSONResponse:
+    found = _standbys(request, service)
+    if not found:
+        raise Missing(f"service {service} has no [services.{service}.standby] table")
+    return JSONResponse(found[0])
 
 
 ACTIONS = {"backup": "back up now", "drill": "run drill now"}

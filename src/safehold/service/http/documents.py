@@ -155,6 +155,23 @@ def drills_doc(dashboard: Dashboard, service: str | None) -> list[dict[str, Any]
     return dashboard.redactor.doc([report.to_doc() for report in drills(dashboard, service)])
 
 
+def standbys_doc(dashboard: Dashboard, service: str | None) -> list[dict[str, Any]] | None:
+    """``safehold standby status SERVICE --json`` of each service with a hot standby (or
+    of ``service``), as the last status evaluation read it; None before the first one."""
+    if service is not None:
+        dashboard.check_service(service)
+    current = dashboard.status()
+    if current is None:
+        return None
+    return dashboard.redactor.doc(
+        [
+            s.standby.document()
+            for s in current.services
+            if s.standby is not None and service in (None, s.name)
+        ]
+    )
+
+
 def drill_report(dashboard: Dashboard, report_id: str) -> tuple[DrillReport, list[DrillReport]]:
     """A stored drill (an id or a unique prefix) and its service's drills up to it, as
     ``safehold drills show`` finds them."""
