@@ -17,7 +17,7 @@ from safehold.dr.load import load_policy
 from safehold.dr.status import evaluate
 from safehold.service.metrics import _standby_metrics
 from tests.service.daemon_helpers import SAFEHOLD, clean_env
-from tests.service.dashboard_helpers import make_site, start_serve
+from tests.service.dashboard_helpers import make_site, start_serve, wait_for
 from tests.standby.patroni_stub import WAL, PatroniStub, patroni_stub, primary_doc, replica_doc
 
 
@@ -100,7 +100,7 @@ def test_the_metrics_give_the_primary_the_streaming_replicas_and_their_lag(
     assert leaderless[("safehold_standby_problems", "")] >= 1
 
 
-def test_the_dashboard_serves_the_standby_status_the_cli_gives(
+def test_the_dashboard_serves_the_standby_status_the_cli_gives_and_shows_it(
     tmp_path: Path, stub: PatroniStub
 ) -> None:
     site = make_site(tmp_path / "site")
@@ -108,6 +108,13 @@ def test_the_dashboard_serves_the_standby_status_the_cli_gives(
     standby = policy[policy.index("[services.db.standby]") : policy.index("[daemon]")]
     site.config.write_text(site.config.read_text() + standby)
     start_serve(site)
+
+    def page_of() -> str:
+        return bytes(site.get("/services/db")[2]).decode()
+
+    def overview() -> str:
+        return bytes(site.get("/")[2]).decode()
+
     try:
         site.wait_up()
         cli = site.cli_json("standby", "status", "db")
@@ -115,5 +122,10 @@ def test_the_dashboard_serves_the_standby_status_the_cli_gives(
         assert site.json("/api/v1/standbys/db") == cli
         assert site.json("/api/v1/standbys") == [cli]
         assert site.get("/api/v1/standbys/app")[0] == 404  # app has no standby table
+        assert 'id="standby" data-healthy="true"' in page_of() and 'data-node="pg2"' in page_of()
+        assert 'data-standby="healthy"' in overview()
+        stub.docs["pg1"] = primary_doc("db", "pg1", [])  # read again within status_interval
+        wait_for("the page to show pg2 not streaming", lambda: "no healthy standby" in page_of())
+        assert 'data-healthy="false"' in page_of() and "no healthy standby" in overview()
     finally:
         site.stop()
