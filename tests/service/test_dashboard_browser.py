@@ -253,7 +253,7 @@ def test_every_page_renders_without_errors_and_the_chart_has_its_points(
         failures = tab.page.locator("#failures tbody tr")
         assert failures.count() >= 1
         assert "db/pg full" in failures.first.text_content()
-        assert "backup:***@" in failures.first.text_content()
+        assert "user=backup password=***" in failures.first.text_content()  # masked
         order = tab.page.evaluate("[...document.querySelectorAll('table.runs')].map(t => t.id)")
         assert order == ["failures", "runs"]
 
