@@ -153,19 +153,21 @@ def lying_documents(tmp_path_factory: pytest.TempPathFactory) -> Repository:
     ):
         repo.save_document("index", index_doc([{"id": loc.pack, "blobs": [blob | lie]}]))
     repo.save_document("index", b'{"packs": {"not": "a list"}}')
-    # a valid index entry whose length runs far beyond the pack: served first, as it sorts
-    # first among the documents, it must cost a "truncated" line, not 4 GiB of memory
-    entry = {"id": huge.content[0].hex(), "type": "data", "offset": 0, "length": 2**32 - 1}
-    entry["raw_length"] = len(huge_data)
-    for _ in range(50):
-        object_id = repo.save_document("index", index_doc([{"id": loc.pack, "blobs": [entry]}]))
-        if object_id < min(i.key[6:] for i in repo.store.list("index/") if i.key[6:] != object_id):
-            break
-        repo.store.delete(f"index/{object_id}")
-        entry["raw_length"] += 0  # the same document: try a fresh seal (random nonce)
     for lie in ({"tree": 12345}, {"paths": "/etc"}, {"time": None}, {"tree": "zz" * 32}):
         doc = json.loads(good.to_bytes()) | lie
         repo.save_document("snapshots", json.dumps(doc).encode())
+    # a valid index entry whose length runs far beyond the pack: served first, as it sorts
+    # first among the documents, it must cost a "truncated" line, not 4 GiB of memory.
+    # Written last, and sealed again (a fresh nonce, a fresh id) until its id sorts first.
+    entry = {"id": huge.content[0].hex(), "type": "data", "offset": 0, "length": 2**32 - 1}
+    entry["raw_length"] = len(huge_data)
+    for _ in range(1000):
+        object_id = repo.save_document("index", index_doc([{"id": loc.pack, "blobs": [entry]}]))
+        if object_id == min(i.key.removeprefix("index/") for i in repo.store.list("index/")):
+            break
+        repo.store.delete(f"index/{object_id}")
+    else:
+        raise AssertionError("no seal of the lying index document sorted first")
     return repo
 
 
