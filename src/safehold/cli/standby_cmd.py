@@ -14,6 +14,7 @@ from safehold.cli.policy_file import ConfigOpt, load_config
 
 if TYPE_CHECKING:
     from safehold.dr.policy import Policy
+    from safehold.dr.standby.app_status import AppStatus
     from safehold.dr.standby.drill import FailoverDrillReport
 
 __all__ = ["run_failover", "standby_app"]
@@ -105,11 +106,15 @@ def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None
         print_json(status.document())
         return
     primary = status.primary or "NONE"
-    lines = [
-        f"standby of {service} (Patroni scope {status.scope}): primary {primary},"
-        f" timeline {status.timeline}"
-        + (f", synchronous standby {status.sync_standby}" if status.synchronous_mode else "")
-    ]
+    lines = (
+        []
+        if not status.nodes
+        else [
+            f"standby of {service} (Patroni scope {status.scope}): primary {primary},"
+            f" timeline {status.timeline}"
+            + (f", synchronous standby {status.sync_standby}" if status.synchronous_mode else "")
+        ]
+    )
     for node in status.nodes:
         if not node.reachable:
             lines.append(f"  {node.name:<12} {node.address:<22} does not answer: {node.error}")
@@ -122,9 +127,24 @@ def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None
         lines.append(
             f"  {node.name:<12} {node.address:<22} {node.role} ({node.state}){streaming}{lag}"
         )
+    if status.app is not None:
+        lines += app_status_lines(service, status.app)
     lines += [f"  PROBLEM: {p}" for p in status.problems] or ["  healthy"]
     if not s.quiet:
         out().print("\n".join(lines), markup=False)
+
+
+def app_status_lines(service: str, app: AppStatus) -> list[str]:
+    """The application pair: who serves through HAProxy, each instance's health check."""
+    lines = [
+        f"application pair of {service}: HAProxy {app.frontend} sends requests to"
+        f" {app.serving or 'NONE'}"
+    ]
+    for inst in app.instances:
+        health = "healthy" if inst.healthy else f"DOWN: {inst.error}"
+        serving = ", serving" if inst.name == app.serving else ""
+        lines.append(f"  {inst.name:<12} {inst.address:<22} {inst.role} ({health}){serving}")
+    return lines
 
 
 def run_failover(

@@ -171,7 +171,12 @@ def _standby_lines(service: ServiceStatus) -> list[str]:
     if standby.problems:
         return [f"  standby: PROBLEM: {problem}" for problem in standby.problems]
     replicas = [n.name for n in standby.nodes if n.name != standby.primary]
-    return [f"  standby: primary {standby.primary}, streaming to {', '.join(replicas)}"]
+    lines = [f"  standby: primary {standby.primary}, streaming to {', '.join(replicas)}"]
+    if standby.app is None:
+        return lines
+    passives = [i.name for i in standby.app.instances if i.role == "passive"]
+    app = f"  standby: {standby.app.serving} serves, {', '.join(passives)} stand by"
+    return [*(lines if standby.nodes else []), app]
 
 
 def _seconds(value: float | None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from safehold.dr.policy import Policy, Repository
+from safehold.dr.standby.app_config import app_section
 from safehold.dr.standby.policy import Standby, StandbyNode
 from safehold.errors import InvalidArgument
 
@@ -40,7 +41,7 @@ class StandbySetup:
     """A service's standby table with what it needs from the rest of the policy."""
 
     service: str
-    source: str
+    source: str | None  # the PostgreSQL source; None when the standby is only an app pair
     standby: Standby
     repository: Repository
 
@@ -77,7 +78,9 @@ def resolve_setup(policy: Policy, service: str) -> StandbySetup:
     own = policy.services[service]
     if own.standby is None:
         raise InvalidArgument(f"service {service} has no [services.{service}.standby] table")
-    source = own.standby.source or next(s.name for s in own.sources if s.kind == "postgres")
+    source = own.standby.source or next(
+        (s.name for s in own.sources if s.kind == "postgres"), None
+    )  # None: an application pair alone
     repository = policy.repositories[policy.repository_of(service)]
     return StandbySetup(service, source, own.standby, repository)
 
@@ -156,7 +159,8 @@ def _seconds(setup: StandbySetup, key: str) -> str:
 
 
 def haproxy_config(setup: StandbySetup, socket: str) -> str:
-    """HAProxy's configuration: the write port to the primary, the read port to replicas.
+    """HAProxy's configuration: the write port to the primary, the read port to replicas,
+    the application pair's port to its active instance (app_config.py).
 
     ``on-marked-down shutdown-sessions`` cuts the clients of a node that stopped being
     primary at once; ``retries 0`` keeps new clients from being held on a dead backend
@@ -183,7 +187,7 @@ def haproxy_config(setup: StandbySetup, socket: str) -> str:
         "    timeout server 30m",
         f"    timeout check {_seconds(setup, 'check_timeout')}",
     ]
-    ports = [("write", s.write_port, "/primary")]
+    ports = [("write", s.write_port, "/primary")] if s.write_port is not None else []
     if s.read_port is not None:
         ports.append(("read", s.read_port, "/replica"))
     for role, port, endpoint in ports:
@@ -200,6 +204,8 @@ def haproxy_config(setup: StandbySetup, socket: str) -> str:
         lines += [
             f"    server {n.name} {n.host}:{n.port} check port {n.rest_port}" for n in s.nodes
         ]
+    if s.app is not None:
+        lines += app_section(setup.service, s.app)
     return "\n".join(lines) + "\n"
 
 

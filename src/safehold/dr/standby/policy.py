@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from safehold.dr.fields import (
     AbsolutePath,
@@ -23,9 +23,10 @@ from safehold.dr.fields import (
     PolicyModel,
     PositiveInterval,
     Text,
-    describe,
     fail,
 )
+from safehold.dr.standby.addresses import WILDCARD_HOSTS, HostPort, Port, listed_twice
+from safehold.dr.standby.app_policy import AppPair, app_doc, app_lines, app_problems
 
 __all__ = [
     "PATRONI_MIN_LOOP_WAIT",
@@ -36,28 +37,11 @@ __all__ = [
     "standby_problems",
 ]
 
-Port = Annotated[int, Field(ge=1, le=65535)]
-
 # Patroni raises smaller values to these and keeps running (patroni/config.py
 # _validate_and_adjust_timeouts): a policy that asks for less would not get what it says.
 PATRONI_MIN_TTL = 20
 PATRONI_MIN_LOOP_WAIT = 1
 PATRONI_MIN_RETRY_TIMEOUT = 3
-_WILDCARD_HOSTS = frozenset({"0.0.0.0", "*", "::"})
-
-
-def _host_port(value: Any) -> str:
-    if not isinstance(value, str) or ":" not in value:
-        raise fail(
-            "host_port", f"expected HOST:PORT such as '10.0.0.5:2379', got {describe(value)}"
-        )
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise fail("host_port", f"expected HOST:PORT with a port from 1 to 65535, got {value!r}")
-    return value
-
-
-HostPort = Annotated[str, BeforeValidator(_host_port)]
 
 
 class StandbyNode(PolicyModel):
@@ -84,10 +68,12 @@ class Standby(PolicyModel):
     source: Name | None = None  # the postgres source (default: the service's only one)
     scope: Name | None = None  # Patroni's cluster name (default: the service's name)
     namespace: Text = "/service/"
-    etcd: list[HostPort] = Field(min_length=1)
-    nodes: list[StandbyNode]
+    # etcd, nodes and write_port: required for PostgreSQL (standby_problems says so), not
+    # for a service whose standby is only an application pair (app)
+    etcd: list[HostPort] = Field(default_factory=list)
+    nodes: list[StandbyNode] = Field(default_factory=list)
     listen: Text = "127.0.0.1"  # HAProxy's address for the two ports below
-    write_port: Port
+    write_port: Port | None = None
     read_port: Port | None = None  # reads spread over the streaming replicas
     synchronous_mode: bool = False
     ttl: PositiveInterval = timedelta(seconds=PATRONI_MIN_TTL)
@@ -108,11 +94,12 @@ class Standby(PolicyModel):
     superuser: Text = "postgres"
     replication_user: Text = "replicator"
     rewind_user: Text = "rewind_user"
+    app: AppPair | None = None  # an active and a passive application instance (app_policy.py)
 
     @field_validator("nodes")
     @classmethod
     def _two_nodes_at_least(cls, value: list[StandbyNode]) -> list[StandbyNode]:
-        if len(value) < 2:
+        if len(value) == 1:
             raise fail("nodes", f"a standby needs at least 2 nodes, got {len(value)}")
         return value
 
@@ -124,8 +111,21 @@ def standby_problems(service: str, document: dict[str, Any]) -> list[tuple[tuple
     if not isinstance(standby, dict):
         return []
     base: tuple[Any, ...] = ("services", service, "standby")
-    problems = _source_problems(base, standby, document.get("sources"))
     nodes = [n for n in standby.get("nodes") or [] if isinstance(n, dict)]
+    app = standby.get("app")
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(app, dict):
+        problems += app_problems((*base, "app"), app, _bound_ports(base, standby, nodes))
+    if "nodes" not in standby and app is not None:
+        return problems  # an application pair alone: no PostgreSQL
+    problems += _source_problems(base, standby, document.get("sources"))
+    problems += [
+        ((*base, k), "missing required key")
+        for k in ("etcd", "write_port", "nodes")
+        if k not in standby
+    ]
+    if standby.get("etcd") == []:
+        problems.append(((*base, "etcd"), "must not be empty"))
     problems += _duplicate_nodes(base, nodes)
     problems += _port_clashes(base, standby, nodes)
     problems += _timing_problems(base, standby)
@@ -158,35 +158,25 @@ def _source_problems(
 def _duplicate_nodes(
     base: tuple[Any, ...], nodes: list[dict[str, Any]]
 ) -> list[tuple[tuple[Any, ...], str]]:
-    problems: list[tuple[tuple[Any, ...], str]] = []
-    names: dict[Any, int] = {}
-    places: dict[tuple[Any, Any], int] = {}
-    for i, node in enumerate(nodes):
-        name, place = node.get("name"), (node.get("host"), node.get("pgdata"))
-        if name in names:
-            problems.append(
-                (
-                    (*base, "nodes", i, "name"),
-                    f"node {name!r} is already listed as nodes[{names[name]}]",
-                )
-            )
-        elif None not in place and place in places:
-            problems.append(
-                (
-                    (*base, "nodes", i, "pgdata"),
-                    f"nodes[{places[place]}] already keeps its data in {place[1]} on {place[0]}",
-                )
-            )
-        names.setdefault(name, i)
-        places.setdefault(place, i)
-    return problems
+    def place(node: dict[str, Any]) -> Any:
+        where = (node.get("host"), node.get("pgdata"))
+        return None if None in where else where
+
+    return listed_twice(
+        (*base, "nodes"),
+        nodes,
+        "node",
+        "pgdata",
+        place,
+        lambda earlier, where: f"{earlier} already keeps its data in {where[1]} on {where[0]}",
+    )
 
 
-def _port_clashes(
+def _bound_ports(
     base: tuple[Any, ...], standby: dict[str, Any], nodes: list[dict[str, Any]]
-) -> list[tuple[tuple[Any, ...], str]]:
-    """Two servers of this table bound to one port of one address (HAProxy's included)."""
-    bound: list[tuple[Any, Any, tuple[Any, ...], str]] = []  # host, port, key path, what
+) -> list[tuple[Any, Any, tuple[Any, ...], str]]:
+    """(host, port, key path, what) of every server the PostgreSQL part binds."""
+    bound: list[tuple[Any, Any, tuple[Any, ...], str]] = []
     for i, node in enumerate(nodes):
         host = node.get("listen") or node.get("host")
         for key, what in (("port", "PostgreSQL"), ("rest_port", "Patroni's REST API")):
@@ -196,10 +186,18 @@ def _port_clashes(
         if key in standby:
             listen = standby.get("listen", "127.0.0.1")
             bound.append((listen, standby[key], (*base, key), f"HAProxy's {key}"))
+    return bound
+
+
+def _port_clashes(
+    base: tuple[Any, ...], standby: dict[str, Any], nodes: list[dict[str, Any]]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Two servers of this table bound to one port of one address (HAProxy's included)."""
+    bound = _bound_ports(base, standby, nodes)
     problems: list[tuple[tuple[Any, ...], str]] = []
     for j, (host, port, path, _) in enumerate(bound):
         for other_host, other_port, _, other_what in bound[:j]:
-            same_host = host == other_host or {host, other_host} & _WILDCARD_HOSTS
+            same_host = host == other_host or {host, other_host} & WILDCARD_HOSTS
             if port == other_port and same_host:
                 problems.append((path, f"port {port} on {host} is already used by {other_what}"))
                 break
@@ -259,11 +257,18 @@ def standby_doc(standby: Standby, service: str) -> dict[str, Any]:
         if isinstance(value, timedelta):
             doc[key] = int(value.total_seconds())
     doc["scope"] = standby.scope or service
+    doc["app"] = app_doc(standby.app) if standby.app is not None else None
     return doc
 
 
 def standby_lines(standby: Standby, service: str) -> list[str]:
-    """The table as ``plan`` shows it: nodes, HAProxy's ports, Patroni's timings."""
+    """The table as ``plan`` shows it: the PostgreSQL cluster, the application pair."""
+    lines = _postgres_lines(standby, service) if standby.nodes else ["  standby:"]
+    return lines + (app_lines(standby.app) if standby.app is not None else [])
+
+
+def _postgres_lines(standby: Standby, service: str) -> list[str]:
+    """Nodes, HAProxy's ports, Patroni's timings."""
     s = standby
     sync = "synchronous" if s.synchronous_mode else "asynchronous"
     reads = f", reads {s.listen}:{s.read_port}" if s.read_port is not None else ""

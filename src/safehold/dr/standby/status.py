@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from safehold.dr.standby.app_status import AppStatus, app_status
 from safehold.dr.standby.config import StandbySetup
 from safehold.dr.standby.policy import StandbyNode
 
@@ -48,6 +49,7 @@ class StandbyStatus:
     sync_standby: str | None
     nodes: list[NodeStatus] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    app: AppStatus | None = None  # the application pair (app_status.py)
 
     @property
     def healthy(self) -> bool:
@@ -106,7 +108,19 @@ def _seconds_behind(doc: dict[str, Any], now: datetime) -> float | None:
 
 
 def standby_status(setup: StandbySetup) -> StandbyStatus:
-    """Every node read once; the problems an operator must hear about."""
+    """Every node and instance read once; the problems an operator must hear about."""
+    if setup.standby.nodes:
+        result = _cluster_status(setup)
+    else:
+        result = StandbyStatus(setup.service, setup.scope, False, None, None, None)
+    if setup.standby.app is not None:
+        result.app = app_status(setup.standby.app)
+        result.problems += result.app.problems()
+    return result
+
+
+def _cluster_status(setup: StandbySetup) -> StandbyStatus:
+    """The Patroni cluster: every node read once."""
     now = datetime.now(UTC)
     read = [_read(node) for node in setup.standby.nodes]
     primaries = [(s, doc) for s, doc in read if s.role == "primary" and s.state == "running"]

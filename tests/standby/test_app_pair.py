@@ -1,0 +1,60 @@
+"""An application pair behind a real HAProxy from the generated configuration: the
+active instance killed (SIGKILL by PID), requests answered by the passive; `standby
+status` and `safehold status` show it; the active back, requests go to it again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from safehold.dr.load import load_policy
+from safehold.dr.standby.app_status import app_status
+from tests.service.daemon_helpers import SAFEHOLD, clean_env
+from tests.standby.app_pair import AppPairLab, pair_policy, running_pair
+from tests.standby.servers import wait_for
+
+
+def safehold(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SAFEHOLD, *args], capture_output=True, text=True, env=clean_env(), timeout=60
+    )
+
+
+def requests_until_served_by(lab: AppPairLab, name: str) -> list[str | None]:
+    """Who answered each request through HAProxy (None: it failed), one after the other
+    until ``name`` answers; fails after a generous deadline (the target is bench's)."""
+    answers: list[str | None] = []
+    deadline = time.monotonic() + 15
+    while not answers or answers[-1] != name:
+        assert time.monotonic() < deadline, answers
+        answers.append(lab.served_by())
+    return answers
+
+
+def test_the_passive_serves_when_the_active_dies_and_the_active_takes_back(
+    tmp_path: Path,
+) -> None:
+    with running_pair(pair_policy(tmp_path)) as lab:
+        config = str(lab.config)
+        healthy = json.loads(safehold("--json", "standby", "status", "web", "-c", config).stdout)
+        assert healthy["healthy"] is True and healthy["app"]["serving"] == "web1"
+        assert "  standby: web1 serves, web2 stand by" in safehold("status", "-c", config).stdout
+        lab.kill("web1")
+        answers = requests_until_served_by(lab, "web2")
+        # HAProxy holds requests until web1 is marked down, then retries them on web2:
+        # only one the dying process had already accepted can fail
+        assert answers.count(None) <= 1, answers
+        assert [lab.served_by() for _ in range(3)] == ["web2"] * 3
+        down = safehold("standby", "status", "web", "-c", config)
+        assert "web1         127.0.0.1:" in down.stdout and "active (DOWN: " in down.stdout
+        assert "requests to web2" in down.stdout, down.stdout
+        status = safehold("status", "-c", config, "--no-replicas")
+        assert status.returncode == 5, status.stdout + status.stderr
+        assert "  standby: PROBLEM: web1 (active) is down: " in status.stdout
+        assert "  standby: PROBLEM: the passive web2 serves in place of web1" in status.stdout
+        lab.start("web1")
+        wait_for("requests back on web1", lambda: lab.served_by() == "web1", 30)
+        back = app_status(load_policy(config).services["web"].standby.app)  # type: ignore[union-attr]
+        assert back.serving == "web1" and back.problems() == []
