@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.archive.helpers import deep_tree
 from tests.archive.hostile import (
     hostile_repo,
+    remove_tree,
     save_raw_tree_text,
     save_snapshot,
     tree_of,
@@ -40,7 +40,7 @@ LIMIT = 1 << 30
 
 
 def build(which: str) -> Repository:
-    shutil.rmtree(BASE / which, ignore_errors=True)
+    remove_tree(BASE / which)  # a restored chain is too deep for shutil.rmtree
     repo = hostile_repo(BASE / which / "repo")
     if which == "wide":
         entry = b'{"name":"x","type":"fifo","mode":420}'
@@ -93,6 +93,7 @@ def main() -> None:
             ["stats"],
         ):
             measure(which, repo, *args)
+        remove_tree(BASE / which)
 
 
 if __name__ == "__main__":

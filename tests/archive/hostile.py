@@ -35,6 +35,7 @@ __all__ = [
     "file_node",
     "hostile_repo",
     "plant_blob",
+    "remove_tree",
     "rle_frame",
     "run",
     "save_snapshot",
@@ -172,3 +173,39 @@ def run(repo: Repository | Path, *args: str | os.PathLike[str], timeout: float =
 
 def index_doc(packs: list[dict[str, Any]]) -> bytes:
     return json.dumps({"packs": packs}, separators=(",", ":")).encode()
+
+
+def remove_tree(top: Path) -> None:
+    """Remove ``top`` and everything below it, however deep, without recursion.
+
+    A restored chain of thousands of directories is deeper than a recursive rmtree (Python
+    3.11's, pytest's clean-up of old temporary directories) can go, and its paths are longer
+    than PATH_MAX. So each directory's subdirectories are renamed up into ``top`` (every
+    path stays two levels long), its other entries unlinked, and it is removed empty.
+    """
+    if not top.is_dir() or top.is_symlink():
+        top.unlink(missing_ok=True)
+        return
+    hoisted = 0
+    while True:
+        with os.scandir(top) as entries:
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        if not names:
+            break
+        for name, is_dir in names:
+            if not is_dir:
+                os.unlink(top / name)
+                continue
+            inner = top / name
+            inner.chmod(0o700)  # a restored directory may be read-only
+            with os.scandir(inner) as entries:
+                below = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            for child, child_is_dir in below:
+                if child_is_dir:
+                    while (top / f".hoisted-{hoisted}").exists():
+                        hoisted += 1
+                    os.rename(inner / child, top / f".hoisted-{hoisted}")
+                else:
+                    os.unlink(inner / child)
+            os.rmdir(inner)
+    os.rmdir(top)
