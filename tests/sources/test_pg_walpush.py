@@ -1,9 +1,14 @@
-"""wal-push / wal-fetch without a server: idempotent pushes, loud conflicts, quiet misses."""
+"""wal-push / wal-fetch without a server: idempotent pushes, loud conflicts, quiet misses;
+as PostgreSQL calls them (cli/wal_commands.py) they never import Typer, and both ways
+store, fetch and fail alike."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from safehold.sources.postgres.walnames import (
 from tests.conftest import CLI
 
 SYSTEM_ID = 7712345678901234567
+SEGMENT = "000000010000000000000001"
 
 
 @pytest.fixture
@@ -116,3 +122,66 @@ def test_a_primary_claims_the_timelines_it_archives_others_do_not(
     lineage = production_lineage(local_repo, str(SYSTEM_ID), [])
     assert lineage.timelines == [1, 2] and lineage.timeline_of_segment(2, 16 << 20) == 1
     assert lineage.timeline_of_segment(3, 16 << 20) == 2
+
+
+# where run() went: its exit code, and whether Typer was imported on the way
+PROBE = """
+import json, sys
+from safehold.cli.main import run
+try:
+    run(sys.argv[1:])
+except SystemExit as exc:
+    print()
+    print(json.dumps([exc.code, "typer" in sys.modules]))
+"""
+
+
+def probe(cli: CLI, *args: str | Path) -> tuple[int, bool, str]:
+    """(exit code, Typer imported, stderr) of ``safehold ARGS``."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, env=cli.env
+    )
+    code, typer = json.loads(proc.stdout.splitlines()[-1])  # after any help text
+    return code or 0, typer, proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("typer_expected", "extra"),
+    [
+        (False, []),
+        (False, ["--quiet", "--password-file", "{password}"]),
+        (True, ["--connections", "1"]),  # an option the fast path leaves to Typer
+        (True, ["--json"]),
+    ],
+)
+def test_the_plain_wal_commands_skip_typer_and_both_ways_agree(
+    cli: CLI, pgdata: Path, tmp_path: Path, typer_expected: bool, extra: list[str]
+) -> None:
+    cli.init()
+    (pgdata / "pg_wal" / SEGMENT).write_bytes(bytes(range(256)) * 256)
+    password = tmp_path / "password"
+    password.write_text(cli.env["SAFEHOLD_PASSWORD"])
+    extra = [a.replace("{password}", str(password)) for a in extra]
+    push = probe(cli, *extra, "pg", "wal-push", f"pg_wal/{SEGMENT}", "--pgdata", pgdata)
+    assert push[:2] == (0, typer_expected), push
+    fetched = probe(cli, *extra, "pg", "wal-fetch", SEGMENT, "pg_wal/RECOVERYXLOG", "-D", pgdata)
+    assert fetched[:2] == (0, typer_expected), fetched
+    assert (pgdata / "pg_wal" / "RECOVERYXLOG").read_bytes() == (
+        pgdata / "pg_wal" / SEGMENT
+    ).read_bytes()
+    missing = probe(
+        cli, *extra, "pg", "wal-fetch", "00000002.history", "pg_wal/RECOVERYHISTORY",
+        "--pgdata", pgdata,
+    )  # fmt: skip
+    assert missing[1] == typer_expected
+    assert missing[0] not in (0, 1) and missing[0] < 126, missing  # < 126: not fatal
+    assert missing[2].count("\n") == 1 and "not in the repository" in missing[2], missing
+    (pgdata / "pg_wal" / SEGMENT).write_bytes(b"other content")
+    conflict = probe(cli, *extra, "pg", "wal-push", f"pg_wal/{SEGMENT}", "--pgdata", pgdata)
+    assert conflict[0] == 2 and "different content" in conflict[2], conflict
+
+
+def test_wal_command_help_and_spool_go_through_typer(cli: CLI, tmp_path: Path) -> None:
+    assert probe(cli, "pg", "wal-fetch", "--help")[:2] == (0, True)
+    spool = probe(cli, "pg", "wal-push", "--spool", tmp_path / "none", "pg_wal/x")
+    assert spool[1] is True and spool[0] != 0 and "spool directory" in spool[2]

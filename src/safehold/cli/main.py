@@ -151,6 +151,12 @@ def _dispatch(args: list[str]) -> int:
     (``--version`` none).
     """
     name = _command_name(args)
+    if name == "pg":  # archive_command, restore_command: PostgreSQL waits (cli/wal_commands.py)
+        from safehold.cli.wal_commands import fast_wal_command
+
+        code = fast_wal_command(args)
+        if code is not None:
+            return code
     modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else set(COMMAND_MODULES.values())
     if name is None and "--version" in args:  # answered before any command is looked at
         modules = []

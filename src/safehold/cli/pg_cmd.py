@@ -113,7 +113,8 @@ def wal_push(
         ),
     ] = False,
 ) -> None:
-    """archive_command: store one WAL file (idempotent; differing content fails)."""
+    """archive_command: store one WAL file (idempotent; differing content fails).
+    (As PostgreSQL calls it, cli/wal_commands.py answers it before Typer starts.)"""
     if spool is not None:  # asynchronous: the wal-pusher uploads, we wait for its mark
         from safehold.sources.postgres.spool import wait_for_push
 
@@ -121,23 +122,9 @@ def wal_push(
         if problem:
             raise InvalidArgument(problem)
         return
-    from safehold.sources.postgres.lineage import claim_timeline
-    from safehold.sources.postgres.walarchive import push_wal
-    from safehold.sources.postgres.walnames import parse_wal_name, read_system_id
+    from safehold.cli.wal_commands import push_from
 
-    s = settings(ctx)
-    system_id = read_system_id(pgdata)
-    full = path if os.path.isabs(path) else os.path.join(pgdata, path)
-    with open(full, "rb") as f:
-        data = f.read()
-    repo = s.open_repository(load_index=False)
-    name = os.path.basename(path)
-    stored = push_wal(repo, system_id, name, data)
-    parsed = parse_wal_name(name)
-    if primary and parsed is not None and parsed.kind == "history":
-        claim_timeline(repo, system_id, parsed.timeline)
-    if not s.quiet and not stored:
-        sys.stderr.write(f"safehold: {name} was already archived (same content)\n")
+    push_from(settings(ctx), path, pgdata, primary)
 
 
 @pg_app.command("wal-pusher")
@@ -180,18 +167,11 @@ def wal_fetch(
     ] = None,
     pgdata: Annotated[str, typer.Option("--pgdata", "-D", help="Data directory.")] = ".",
 ) -> None:
-    """restore_command: fetch one WAL file; exits non-zero when it is not archived."""
-    from safehold.sources.postgres.walarchive import fetch_wal
-    from safehold.sources.postgres.walnames import read_system_id
+    """restore_command: fetch one WAL file; exits non-zero when it is not archived.
+    (As PostgreSQL calls it, cli/wal_commands.py answers it before Typer starts.)"""
+    from safehold.cli.wal_commands import fetch_to
 
-    s = settings(ctx)
-    repo = s.open_repository(load_index=False)
-    data = fetch_wal(repo, system_id or read_system_id(pgdata), name)
-    full = path if os.path.isabs(path) else os.path.join(pgdata, path)
-    tmp = f"{full}.safehold-tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, full)
+    fetch_to(settings(ctx), name, path, system_id, pgdata)
 
 
 @pg_app.command("restore")
