@@ -10,27 +10,80 @@ two PostgreSQL 15 nodes under Patroni 4, HAProxy from the generated configuratio
 127.0.0.1. The kill is SIGKILL of the primary's Patroni and postgres (a dead host), then
 the drill starts the node again; between runs the cluster is healthy again (the drill
 waits for the old primary to stream). Downtime: from the disruption to the first write
-acknowledged through HAProxy's write port by the new primary.
+acknowledged through HAProxy's write port by the new primary. Where that time goes is
+traced from outside the drill, polling every 20 ms: when the new node's Patroni first
+answers `/primary` with 200 (promoted), and when HAProxy's runtime API first counts it UP
+on the write port. The load average of the machine is recorded with each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.sources.pg_fixtures import pg_environment
-from tests.standby.cluster import SUPERUSER_PASSWORD, run_standby_cluster
+from tests.standby.cluster import SUPERUSER_PASSWORD, Cluster, run_standby_cluster
+from tests.standby.servers import rest
 
-GENERATED = 'ttl = "20s"\nloop_wait = "2s"\nretry_timeout = "9s"'
-PATRONI_DEFAULTS = 'ttl = "30s"\nloop_wait = "10s"\nretry_timeout = "10s"'
+# name: (what the table says, the standby table's keys)
+SETUPS = {
+    "generated": (
+        "generated (ttl 20s, loop_wait 2s, retry_timeout 9s)",
+        'ttl = "20s"\nloop_wait = "2s"\nretry_timeout = "9s"',
+    ),
+    "patroni-defaults": (
+        "Patroni's defaults (ttl 30s, loop_wait 10s, retry_timeout 10s)",
+        'ttl = "30s"\nloop_wait = "10s"\nretry_timeout = "10s"',
+    ),
+}
 SETTLE_SECONDS = 3.0  # after a rejoin, as the lab did, so a run starts from a quiet cluster
+TRACE_SECONDS = 0.02
+PHASES = ("promoted", "haproxy_up")
+
+
+@dataclass
+class Tracer:
+    """Polls each node's ``/primary`` and HAProxy's UP servers of the write port; keeps the
+    first wall-clock moment each node was seen primary and seen UP."""
+
+    cluster: Cluster
+    primary_since: dict[str, float] = field(default_factory=dict)
+    up_since: dict[str, float] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for name, node in self.cluster.nodes.items():
+                if rest(node.rest_port, "/primary")[0] == 200:
+                    self.primary_since.setdefault(name, time.time())
+            try:
+                for name in self.cluster.haproxy.servers_up("db_write"):
+                    self.up_since.setdefault(name, time.time())
+            except OSError:
+                pass
+            time.sleep(TRACE_SECONDS)
+
+    def phases(self, report: dict[str, Any]) -> dict[str, float | None]:
+        """Seconds from the disruption until the new primary answered ``/primary`` 200,
+        and until HAProxy counted it UP."""
+        start = datetime.fromisoformat(report["disrupted_at"]).timestamp()
+        new = report["new_primary"]
+
+        def since(moments: dict[str, float]) -> float | None:
+            return round(moments[new] - start, 3) if new in moments else None
+
+        return {"promoted": since(self.primary_since), "haproxy_up": since(self.up_since)}
 
 
 def drill(env: Any, policy: Path, mode: str) -> dict[str, Any]:
@@ -48,6 +101,21 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
 
 
+def traced_drill(env: Any, cluster: Cluster, mode: str) -> dict[str, Any]:
+    """One drill with the tracer running, the phases and the load average added."""
+    tracer = Tracer(cluster)
+    thread = threading.Thread(target=tracer.run, daemon=True)
+    thread.start()
+    try:
+        report = drill(env, cluster.policy, mode)
+    finally:
+        tracer.stop.set()
+        thread.join(5)
+    report["phases"] = tracer.phases(report)
+    report["load_average"] = round(os.getloadavg()[0], 1)
+    return report
+
+
 def measure(name: str, timings: str, modes: list[str], runs: int) -> list[dict[str, Any]]:
     rows = []
     with pg_environment() as env, run_standby_cluster(env, timings) as cluster:
@@ -55,11 +123,12 @@ def measure(name: str, timings: str, modes: list[str], runs: int) -> list[dict[s
             reports = []
             for i in range(runs):
                 time.sleep(SETTLE_SECONDS)
-                report = drill(env, cluster.policy, mode)
+                report = traced_drill(env, cluster, mode)
                 print(
-                    f"{name} {mode} run {i + 1}: writes back after"
+                    f"{name} {mode} run {i + 1}: {report['phases']}, writes back after"
                     f" {report['write_downtime_seconds']} s, missing"
-                    f" {len(report['commits_missing'])}, rejoined after {report['rejoin_seconds']} s",
+                    f" {len(report['commits_missing'])}, rejoined after {report['rejoin_seconds']}"
+                    f" s, load {report['load_average']}",
                     file=sys.stderr,
                 )
                 reports.append(report)
@@ -69,14 +138,18 @@ def measure(name: str, timings: str, modes: list[str], runs: int) -> list[dict[s
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| setup | mode | runs | writes back through HAProxy, s | longest write gap, s"
+        "| setup | mode | runs | load average | new node `/primary` 200, s | HAProxy marks it UP, s"
+        " | writes back through HAProxy, s | longest write gap, s"
         " | acknowledged commits missing | old primary streaming again, s |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         runs = row["runs"]
+        loads = [r["load_average"] for r in runs]
+        phase = {k: [r["phases"][k] for r in runs if r["phases"][k] is not None] for k in PHASES}
         lines.append(
-            f"| {row['setup']} | {row['mode']} | {len(runs)}"
+            f"| {row['setup']} | {row['mode']} | {len(runs)} | {min(loads)}-{max(loads)}"
+            f" | {spread(phase['promoted'])} | {spread(phase['haproxy_up'])}"
             f" | {spread([r['write_downtime_seconds'] for r in runs])}"
             f" | {spread([r['longest_write_gap_seconds'] for r in runs])}"
             f" | {', '.join(str(len(r['commits_missing'])) for r in runs)}"
@@ -88,14 +161,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--patroni-defaults", action="store_true")
+    parser.add_argument(
+        "--setup", action="append", choices=SETUPS, help="repeatable; default: generated"
+    )
+    parser.add_argument("--modes", default="kill,switchover")
+    parser.add_argument("--patroni-defaults", action="store_true", help="also: kill only")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
-    rows = measure("generated (ttl 20s, loop_wait 2s, retry_timeout 9s)", GENERATED,
-                   ["kill", "switchover"], args.runs)  # fmt: skip
+    rows = []
+    for setup in args.setup or ["generated"]:
+        rows += measure(*SETUPS[setup], args.modes.split(","), args.runs)
     if args.patroni_defaults:
-        rows += measure("Patroni's defaults (ttl 30s, loop_wait 10s, retry_timeout 10s)",
-                        PATRONI_DEFAULTS, ["kill"], args.runs)  # fmt: skip
+        rows += measure(*SETUPS["patroni-defaults"], ["kill"], args.runs)
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))
     print(markdown(rows))

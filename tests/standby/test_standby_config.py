@@ -46,6 +46,7 @@ def test_config_writes_files_that_haproxy_and_patroni_accept(tmp_path: Path, etc
     assert files["haproxy.cfg"]["checker"] == "haproxy -c"
     haproxy = (out / "haproxy.cfg").read_text()
     assert f"stats socket {out.resolve()}/haproxy.sock" in haproxy
+    assert "default-server inter 1s downinter 200ms fall 2 rise 1" in haproxy
     node = (out / "patroni-pg2.yml").read_text()
     assert json.loads(node[node.index("{") :])["etcd3"]["hosts"] == etcd.endpoints
 

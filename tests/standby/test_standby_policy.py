@@ -94,6 +94,20 @@ def test_patroni_timings_it_would_adjust_silently() -> None:
     ]
 
 
+def test_haproxy_timings_take_milliseconds_and_down_nodes_are_checked_often() -> None:
+    text = haproxy_config(resolve_setup(parse_policy(VALID), "db"), "/run/haproxy.sock")
+    assert "default-server inter 1s downinter 200ms fall 2 rise 1" in text
+    timings = 'read_port = 5001\ncheck_interval = "500ms"\ncheck_down_interval = "2s"'
+    text = haproxy_config(
+        resolve_setup(parse_policy(VALID.replace("read_port = 5001", timings)), "db"), "/s"
+    )
+    assert "default-server inter 500ms downinter 2s fall 2" in text
+    text = VALID.replace("read_port = 5001", 'read_port = 5001\ncheck_down_interval = "0ms"')
+    assert problems(text) == [
+        "safehold.toml:16: services.db.standby.check_down_interval: must be longer than zero"
+    ]
+
+
 def test_the_source_must_be_postgres_and_nodes_at_least_two() -> None:
     text = VALID.replace("write_port = 5000", 'source = "files"\nwrite_port = 5000')
     assert problems(text) == [
@@ -140,7 +154,8 @@ def test_plan_shows_the_standby() -> None:
     plan = build_plan(parse_policy(VALID), datetime(2026, 12, 6, tzinfo=UTC), 1)
     text = render_plan(plan, "safehold.toml")
     assert "  standby (Patroni scope db, etcd 10.0.0.1:2379, 10.0.0.2:2379" in text
-    assert "HAProxy writes 127.0.0.1:5000, reads 127.0.0.1:5001" in text
+    assert "HAProxy writes 127.0.0.1:5000, reads 127.0.0.1:5001; checks every 1s (200ms" in text
     assert "    node pg2: 10.0.0.2:5432 (REST 8008) data /srv/pg2" in text
     doc = plan_document(plan)["services"][0]["standby"]
     assert doc["ttl"] == 20 and doc["scope"] == "db" and len(doc["nodes"]) == 2
+    assert doc["check_down_interval"] == 0.2 and doc["check_interval"] == 1

@@ -164,10 +164,13 @@ def haproxy_config(setup: StandbySetup, socket: str) -> str:
 
     ``on-marked-down shutdown-sessions`` cuts the clients of a node that stopped being
     primary at once; ``retries 0`` keeps new clients from being held on a dead backend
-    (3 s each with HAProxy's default of 3 retries)."""
+    (3 s each with HAProxy's default of 3 retries); ``downinter`` checks a node that is
+    down more often, so a new primary is UP soon after Patroni promotes it, while an UP
+    node keeps ``inter`` (with ``fall``, a primary is not cut off by one slow answer)."""
     s = setup.standby
     check = (
-        f"    default-server inter {_seconds(setup, 'check_interval')} fall {s.check_fall}"
+        f"    default-server inter {_seconds(setup, 'check_interval')}"
+        f" downinter {_seconds(setup, 'check_down_interval')} fall {s.check_fall}"
         f" rise {s.check_rise} on-marked-down shutdown-sessions"
     )
     lines = [

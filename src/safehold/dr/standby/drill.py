@@ -57,6 +57,7 @@ class FailoverDrillReport:
     started_at: str
     old_primary: str
     new_primary: str | None = None
+    disrupted_at: str | None = None  # the kill or the switchover request, to match with logs
     write_downtime_seconds: float | None = None  # disruption -> first write on the new primary
     longest_write_gap_seconds: float | None = None
     commits_acknowledged: int = 0
@@ -204,6 +205,7 @@ def run_failover_drill(
     try:
         _wait("writes through HAProxy", lambda: len(writer.acked) >= 20, 30)
         disrupted = time.monotonic()
+        report.disrupted_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         if mode == "kill":
             _kill_node(old)
         else:

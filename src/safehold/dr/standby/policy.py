@@ -12,10 +12,11 @@ describes every key.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from safehold.dr.fields import (
     AbsolutePath,
@@ -23,7 +24,9 @@ from safehold.dr.fields import (
     PolicyModel,
     PositiveInterval,
     Text,
+    describe,
     fail,
+    parse_interval,
 )
 from safehold.dr.standby.addresses import WILDCARD_HOSTS, HostPort, Port, listed_twice
 from safehold.dr.standby.app_policy import AppPair, app_doc, app_lines, app_problems
@@ -42,6 +45,23 @@ __all__ = [
 PATRONI_MIN_TTL = 20
 PATRONI_MIN_LOOP_WAIT = 1
 PATRONI_MIN_RETRY_TIMEOUT = 3
+_MILLISECONDS = re.compile(r"(\d+)ms")
+
+
+def _check_interval(value: Any) -> timedelta:
+    """HAProxy's timings: a duration such as ``1s``, or milliseconds such as ``200ms``."""
+    if not isinstance(value, str):
+        raise fail(
+            "duration", f"expected a duration such as '1s' or '200ms', got {describe(value)}"
+        )
+    millis = _MILLISECONDS.fullmatch(value.strip())
+    interval = timedelta(milliseconds=int(millis[1])) if millis else parse_interval(value)
+    if interval <= timedelta(0):
+        raise fail("duration", "must be longer than zero")
+    return interval
+
+
+CheckInterval = Annotated[timedelta, BeforeValidator(_check_interval)]
 
 
 class StandbyNode(PolicyModel):
@@ -80,11 +100,14 @@ class Standby(PolicyModel):
     loop_wait: PositiveInterval = timedelta(seconds=2)
     retry_timeout: PositiveInterval = timedelta(seconds=9)
     maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1 << 20
-    check_interval: PositiveInterval = timedelta(seconds=1)  # HAProxy's inter
+    check_interval: CheckInterval = timedelta(seconds=1)  # HAProxy's inter
+    # HAProxy's downinter: a node that becomes primary takes the writes this soon after
+    # Patroni says so (bench/RESULTS.md "Hot standby failover")
+    check_down_interval: CheckInterval = timedelta(milliseconds=200)
     check_fall: Annotated[int, Field(ge=1)] = 2
     check_rise: Annotated[int, Field(ge=1)] = 1
-    check_timeout: PositiveInterval = timedelta(seconds=1)
-    connect_timeout: PositiveInterval = timedelta(seconds=2)
+    check_timeout: CheckInterval = timedelta(seconds=1)
+    connect_timeout: CheckInterval = timedelta(seconds=2)
     haproxy_socket: AbsolutePath | None = None  # runtime API (default: beside its config)
     pg_bin: AbsolutePath = "/usr/lib/postgresql/15/bin"
     socket_dir: AbsolutePath | None = None  # unix_socket_directories of every node
@@ -255,7 +278,8 @@ def standby_doc(standby: Standby, service: str) -> dict[str, Any]:
     doc = standby.model_dump(mode="python")
     for key, value in doc.items():
         if isinstance(value, timedelta):
-            doc[key] = int(value.total_seconds())
+            seconds = value.total_seconds()
+            doc[key] = int(seconds) if seconds == int(seconds) else seconds
     doc["scope"] = standby.scope or service
     doc["app"] = app_doc(standby.app) if standby.app is not None else None
     return doc
@@ -275,7 +299,8 @@ def _postgres_lines(standby: Standby, service: str) -> list[str]:
     lines = [
         f"  standby (Patroni scope {s.scope or service}, etcd {', '.join(s.etcd)}): {sync}",
         f"    HAProxy writes {s.listen}:{s.write_port}{reads}; checks every"
-        f" {_text(s.check_interval)}, down after {s.check_fall}, up after {s.check_rise}",
+        f" {_text(s.check_interval)} ({_text(s.check_down_interval)} while down), down after"
+        f" {s.check_fall}, up after {s.check_rise}",
         f"    Patroni ttl {_text(s.ttl)}, loop_wait {_text(s.loop_wait)}, retry_timeout"
         f" {_text(s.retry_timeout)}; replicas from the repository:"
         f" {'yes' if s.replicas_from_backup else 'no'}; archiving: {'yes' if s.archive else 'no'}",
@@ -290,4 +315,6 @@ def _postgres_lines(standby: Standby, service: str) -> list[str]:
 def _text(value: timedelta) -> str:
     from safehold.dr.fields import format_interval
 
+    if value.total_seconds() != int(value.total_seconds()):
+        return f"{int(value.total_seconds() * 1000)}ms"
     return format_interval(value)
