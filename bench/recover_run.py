@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -98,11 +99,19 @@ def main() -> None:
     parser.add_argument("--files-mb", type=int, default=1024)
     parser.add_argument("--wal-seconds", type=int, default=600)
     parser.add_argument("--cuts", type=int, default=3, help="consistent cuts to time")
+    parser.add_argument(
+        "--compare-untuned",
+        action="store_true",
+        help="first recover with --no-tune-replay (the replay as configured) into another sandbox",
+    )
+    parser.add_argument(
+        "--keep-logs", type=Path, help="copy the restored servers' logs (with timestamps) here"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = vars(args).copy()
     with postgres_dir("safehold-recover-bench-") as base:
         results |= bench(base, args)
-    print(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1, default=str))
 
 
 def bench(base: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -153,17 +162,30 @@ def bench(base: Path, args: argparse.Namespace) -> dict[str, Any]:
         ).splitlines()[-1:]  # fmt: skip
         cluster.wait_archived(timeout=3600)
         out["cuts"] = cuts(config, args.cuts)
+        if args.compare_untuned:
+            out["safehold_untuned"], target = recover(config, base / "untuned", "--no-tune-replay")
+            target.stop("fast")  # its memory and its CPU back before the measured runs
         out["safehold"], target = recover(config, base / "sandbox")
         restored.append(target)
         out["peers"], target = peers(base, pgbr, restic_repo)
         restored.append(target)
         s, p = out["safehold"]["seconds"], out["peers"]["seconds"]
         out["ratio_safehold_to_peers"] = round(s / p, 3)
+        if args.keep_logs:
+            keep_logs(args.keep_logs, base, restored)
     finally:
         for c in restored:
             c.stop("immediate")
         cluster.stop("immediate")
     return out
+
+
+def keep_logs(keep: Path, base: Path, restored: list[PgCluster]) -> None:
+    """The restored servers' logs (safehold's, each run's, and pgBackRest's) for profiling."""
+    keep.mkdir(parents=True, exist_ok=True)
+    for log in base.glob("*/**/safehold-recovery.log"):
+        shutil.copy(log, keep / f"{log.relative_to(base).parts[0]}-safehold-recovery.log")
+    shutil.copy(restored[-1].log, keep / "pgbackrest-restored.log")
 
 
 def backups(config: Path, pgbr: list[str], files: Path, restic_repo: Path) -> dict[str, float]:
@@ -206,12 +228,13 @@ def cuts(config: Path, count: int) -> list[float]:
     return skews
 
 
-def recover(config: Path, root: Path) -> tuple[dict[str, Any], PgCluster]:
+def recover(config: Path, root: Path, *more: str) -> tuple[dict[str, Any], PgCluster]:
     """`recover --latest` into a sandbox under GNU time; its summary's figures."""
+    load = os.getloadavg()[0]
     t0 = time.monotonic()
     proc = subprocess.run(
         ["/usr/bin/time", "-f", "maxrss_kib=%M", sys.executable, "-m", "safehold", "--json",
-         "recover", "bench", "-c", str(config), "--latest", "--target-root", str(root)],
+         "recover", "bench", "-c", str(config), "--latest", "--target-root", str(root), *more],
         capture_output=True, text=True, env=clean_env(),
     )  # fmt: skip
     seconds = round(time.monotonic() - t0, 2)
@@ -229,6 +252,9 @@ def recover(config: Path, root: Path) -> tuple[dict[str, Any], PgCluster]:
         "rto_seconds": summary["rto_seconds"],
         "peak_rss_mib": round(rss / 1024, 1),
         "steps": steps,
+        "replay_seconds": db["replay_seconds"],
+        "restart_seconds": db["restart_seconds"],
+        "load_average_at_start": round(load, 2),
     }
     return result, PgCluster(Path(db["target"]), int(db["port"]), config.parent)
 
@@ -236,6 +262,7 @@ def recover(config: Path, root: Path) -> tuple[dict[str, Any], PgCluster]:
 def peers(base: Path, pgbr: list[str], restic_repo: Path) -> tuple[dict[str, Any], PgCluster]:
     """pgBackRest's restore, the cluster started and out of recovery, then restic's."""
     target = PgCluster(base / "pgbr-restored", free_port(), base)
+    load = os.getloadavg()[0]
     t0 = time.monotonic()
     run(*pgbr, f"--pg1-path={target.pgdata}", "--archive-mode=off", "restore")
     with open(target.pgdata / "postgresql.auto.conf", "a") as f:
@@ -251,6 +278,7 @@ def peers(base: Path, pgbr: list[str], restic_repo: Path) -> tuple[dict[str, Any
         "seconds": round(pg_seconds + files_seconds, 2),
         "pgbackrest_restore_and_recovery": round(pg_seconds, 2),
         "restic_restore": files_seconds,
+        "load_average_at_start": round(load, 2),
     }, target
 
 

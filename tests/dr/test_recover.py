@@ -16,6 +16,7 @@ import pytest
 
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import PolicyError, load_policy, parse_policy
+from safehold.dr.recovery.replay import replay_settings
 from safehold.dr.schedule import JobId, scheduled_jobs
 from tests.dr.test_plan_cmd import _parse
 from tests.servers import run_seaweedfs
@@ -80,6 +81,19 @@ def test_recovery_table_errors_name_file_line_and_key() -> None:
         "safehold.toml:24: services.app.recovery.checks[1]: give exactly one of sql, http,"
         " tcp, command (got http and tcp)",
     ]
+
+
+def test_replay_settings_hold_the_database_within_a_quarter_of_the_memory() -> None:
+    gib = 1 << 30
+    tuned = replay_settings(2 * gib, 22 * gib)
+    assert tuned == {
+        "shared_buffers": "2560MB",  # the database and a quarter more
+        "checkpoint_timeout": "1d",
+        "max_wal_size": "1TB",
+    }
+    assert replay_settings(100 * gib, 16 * gib)["shared_buffers"] == "4096MB"  # a quarter
+    assert replay_settings(1000, 16 * gib)["shared_buffers"] == "128MB"  # never below default
+    assert replay_settings(2 * gib, 400 << 20) == {}  # no room: replay as configured
 
 
 def test_plan_shows_the_recovery_table_and_the_cut_job_parses(tmp_path: Path) -> None:

@@ -297,6 +297,32 @@ def _oracle(svc: Service, root: Path, summary: dict[str, Any], strict_window: fl
     assert max(files.values()) <= point
 
 
+def _runs_as_backed_up(svc: Service, db: dict[str, Any], summary: dict[str, Any]) -> None:
+    """WAL was replayed with the plan's replay settings (larger buffers than the live
+    cluster's 32MB, rare restartpoints), then the server was restarted: it runs with the
+    settings it was backed up with, none of them from a command line."""
+    start = next(s for s in summary["steps"] if s["step"] == "start" and s["source"] == "db")
+    assert "with the replay settings, then restarted with its own settings" in start["detail"]
+    assert db["replay_seconds"] > 0 and db["restart_seconds"] > 0
+    cluster = PgCluster(Path(db["target"]), db["port"], svc.live.sockdir)
+    names = ("shared_buffers", "checkpoint_timeout", "max_wal_size")
+    settings = cluster.sql(
+        "SELECT name, current_setting(name), source FROM pg_settings"
+        " WHERE name = ANY(%s) ORDER BY name",
+        list(names),
+    )
+    assert settings == [
+        ("checkpoint_timeout", "5min", "default"),
+        ("max_wal_size", "256MB", "configuration file"),
+        ("shared_buffers", "32MB", "configuration file"),
+    ]
+    opts = (Path(db["target"]) / "postmaster.opts").read_text()
+    assert "shared_buffers" not in opts, opts
+    # every timeline history file PostgreSQL asked for was answered from the WAL spool
+    log = (Path(db["target"]) / "safehold-recovery.log").read_text()
+    assert "history is not in the repository" not in log, log
+
+
 def test_recover_a_whole_service(service: Service) -> None:
     svc = service
     _protect_while_writing(svc)
@@ -335,6 +361,14 @@ def test_recover_a_whole_service(service: Service) -> None:
     shutil.rmtree(svc.base / "live")
     shutil.rmtree(svc.live.pgdata)
     root = svc.base / "new-host"
+    plan = ["recover", "app", "-c", str(svc.config), "--latest", "--target-root", str(root)]
+    shown = svc.safehold(*plan, "--dry-run", check=True).stdout
+    assert (
+        "    replays with shared_buffers=128MB, checkpoint_timeout=1d, max_wal_size=1TB,"
+        " then restarts with its own settings\n" in shown
+    ), shown
+    assert "replays with" not in svc.safehold(*plan, "--dry-run", "--no-tune-replay").stdout
+    assert not root.exists()
     code, summary, err = svc.recover("--latest", "--target-root", str(root))
     assert code == 0, (err, summary)
     assert summary["outcome"] == "recovered" and summary["healthy"] is True
@@ -346,6 +380,7 @@ def test_recover_a_whole_service(service: Service) -> None:
     assert by_name["db"]["port"] != svc.live.port
     assert by_name["cache"]["port"] != svc.redis_port
     _oracle(svc, root, summary, strict_window=1.0)
+    _runs_as_backed_up(svc, by_name["db"], summary)
     port = by_name["cache"]["port"]
     got = subprocess.run(["redis-cli", "-p", str(port), "GET", "greeting"], capture_output=True)
     assert got.stdout == b"hello\n"

@@ -63,6 +63,14 @@ def recover(
     state_file: Annotated[
         str | None, typer.Option("--state-file", help="Where progress is kept for a resume.")
     ] = None,
+    tune_replay: Annotated[
+        bool,
+        typer.Option(
+            "--tune-replay/--no-tune-replay",
+            help="PostgreSQL replays WAL with large buffers and rare restartpoints, then"
+            " restarts with its own settings (default); or replays with its own settings.",
+        ),
+    ] = True,
 ) -> None:
     """Restore every source of SERVICE in parallel to one moment, start it, check its
     health, and report the achieved RTO and the data-loss window.
@@ -93,6 +101,7 @@ def recover(
         primary=promote_as_primary,
         safehold_command=safehold_command,
         state_path=state_file,
+        tune_replay=tune_replay,
     )
     recovery = prepare(policy, request, step_observer(s.json, s.quiet))
     if dry_run or s.json:
@@ -145,6 +154,9 @@ def render_plan(plan: RecoveryPlan) -> str:
         lines.append(
             f"  {sp.name} ({sp.kind}): snapshot {sp.snapshot_id[:8]} as of {sp.point}{log} -> {where}"
         )
+        if sp.replay_settings:
+            tuned = ", ".join(f"{k}={v}" for k, v in sp.replay_settings.items())
+            lines.append(f"    replays with {tuned}, then restarts with its own settings")
     for command in plan.start:
         lines.append(f"  start: {command}")
     for check in plan.checks:

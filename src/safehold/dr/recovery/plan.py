@@ -80,6 +80,7 @@ class SourcePlan:
     log_target: str | None = None  # "latest", "time T"; postgres "name N", mysql "position F:P"
     size: int = 0  # bytes the snapshot holds: the disk estimate
     version: int | None = None  # postgres: the server's major version
+    replay_settings: dict[str, str] = field(default_factory=dict)  # postgres: replay.py
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,8 +257,10 @@ def build_plan(
     target_root: str | None = None,
     primary: bool = False,
     cut: dict[str, Any] | None = None,
+    tune_replay: bool = True,
 ) -> RecoveryPlan:
-    """Decide every source's snapshot, log target, path and port for ``moment``."""
+    """Decide every source's snapshot, log target, path and port for ``moment``; with
+    ``tune_replay`` each PostgreSQL source's replay settings (``replay.py``)."""
     require_service(policy, service)
     svc = policy.services[service]
     root = os.path.abspath(target_root) if target_root else None
@@ -277,6 +280,12 @@ def build_plan(
         target = svc.recovery.sources.get(source.name, SourceTarget())
         chosen = _choose(repo, source, tagged[source.name], point, newest[source.name], cut)
         plans.append(_place(source, target, chosen, root))
+    if tune_replay:
+        from safehold.dr.recovery.replay import available_memory, replay_settings
+
+        for sp in plans:
+            if sp.kind == "postgres":
+                sp.replay_settings = replay_settings(sp.size, available_memory())
     values = _placeholders(plans, root)
     return RecoveryPlan(
         service=service,

@@ -57,6 +57,8 @@ class SourceOutcome:
     bytes_written: int = 0
     restored: bool = False
     started: bool = False
+    replay_seconds: float | None = None  # postgres: its start until out of recovery
+    restart_seconds: float | None = None  # postgres: the restart with its own settings
 
 
 Observer = Callable[[StepRecord], None]

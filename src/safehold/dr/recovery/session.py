@@ -33,6 +33,7 @@ class RecoveryRequest:
     primary: bool = False  # the recovered databases become the new primary
     safehold_command: str | None = None  # how the postgres user runs safehold
     state_path: str | None = None
+    tune_replay: bool = True  # PostgreSQL replays with settings of its own (replay.py)
 
 
 def _opener() -> Callable[[Any], Repository]:
@@ -86,6 +87,7 @@ def prepare(
         root,
         request.primary,
         cut,
+        request.tune_replay,
     )
     if request.safehold_command:
         plan.safehold_command = request.safehold_command

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -45,6 +46,8 @@ class Restored:
     pg_plan: Any = None  # sources.postgres.recovery_plan.RecoveryPlan
     prefetcher: WalPrefetcher | None = None  # WAL fetched ahead while PostgreSQL replays
     reached: str | None = None
+    replay_seconds: float = 0.0  # postgres: start to out of recovery
+    restart_seconds: float | None = None  # postgres: the restart with its own settings
 
 
 # -- preflight --------------------------------------------------------------------------
@@ -323,20 +326,32 @@ def start_source(
     point reached."""
     if sp.kind == "postgres":
         from safehold.archive.restore import RestoreStats
-        from safehold.sources.postgres.recovery import RecoveryResult, start_and_wait
+        from safehold.sources.postgres.recovery import (
+            RecoveryResult,
+            restart_as_configured,
+            start_and_wait,
+        )
         from safehold.sources.postgres.status import pg_bin_dir
 
         result = restored.pg_result or RecoveryResult(snap, RestoreStats(), 0.0)
         conninfo = f"host={sp.host} port={sp.port} dbname=postgres user=postgres"
+        pg_bin = pg_bin_dir(sp.version)
         try:
-            start_and_wait(result, sp.target, pg_bin_dir(sp.version), conninfo, plan.timeout, repo)
+            start_and_wait(
+                result, sp.target, pg_bin, conninfo, plan.timeout, repo, sp.replay_settings
+            )
         finally:
             if restored.prefetcher is not None:
                 restored.prefetcher.stop()
+        restored.replay_seconds = result.recovery_seconds
         if restored.pg_plan is not None:
             from safehold.sources.postgres.recovery_plan import check_reached
 
             check_reached(repo, restored.pg_plan, result.reached_time, result.reached_lsn)
+        if sp.replay_settings:
+            began = time.monotonic()
+            restart_as_configured(sp.target, pg_bin, plan.timeout)
+            restored.restart_seconds = time.monotonic() - began
         return str(result.reached_time) if result.reached_time else None
     if sp.kind == "redis":
         from safehold.sources.redis import start_server
@@ -396,7 +411,6 @@ def _stop_pid_file(path: str, wait_for_file: bool = False) -> None:
     """SIGTERM to the pid in ``path``; wait until it is gone (or, for a server this process
     started, which stays a zombie until safehold exits, until it removed its pid file)."""
     import signal
-    import time
 
     try:
         with open(path) as f:

@@ -208,7 +208,18 @@ class Recovery:
         outcome.started, outcome.reached = True, reached or sp.point
         self.state.mark(sp.name, STARTED)
         if sp.kind == "postgres":
-            return f"PostgreSQL on port {sp.port}: recovery reached {reached} ({sp.log_target})"
+            outcome.replay_seconds = round(restored.replay_seconds, 3)
+            if restored.restart_seconds is not None:
+                outcome.restart_seconds = round(restored.restart_seconds, 3)
+            replayed = (
+                f"recovery reached {reached} ({sp.log_target}) in {restored.replay_seconds:.1f}s"
+            )
+            if restored.restart_seconds is None:
+                return f"PostgreSQL on port {sp.port}: {replayed}"
+            return (
+                f"PostgreSQL on port {sp.port}: {replayed} with the replay settings, then"
+                f" restarted with its own settings in {restored.restart_seconds:.1f}s"
+            )
         if sp.kind == "mysql":
             return f"mariadbd on port {sp.port}: binlogs replayed to {reached} ({sp.log_target})"
         return f"redis-server on port {sp.port}"

@@ -9,6 +9,13 @@ by a few threads of this process into a spool directory beside the data director
 restore_command takes a segment from the spool when it is there (``mv``, no program start)
 and asks ``wal-fetch`` otherwise. At most ``WINDOW`` segments wait in the spool, so the disk
 it takes is bounded; the spool is removed when recovery has ended.
+
+PostgreSQL also asks for timeline history files, at its start and again when recovery
+ends (the new timeline's and its parent's), each answered "not archived" by a program
+start that took seconds on a busy host. So the history files the repository holds go into
+the spool first, and each one PostgreSQL may ask for that it does not hold (timeline 1's,
+and the one after the newest) is marked absent there, as the segment after the archive's
+end is.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ class WalPrefetcher:
         self.uid, self.gid = st.st_uid, st.st_gid
         self.fetched = 0
         self.error: str | None = None
-        self.absent: str | None = None  # the segment after the archive's end
+        self.absent: list[str] = []  # the segment after the archive's end; history files
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-prefetch", daemon=True)
 
@@ -70,28 +77,32 @@ class WalPrefetcher:
 
         snap: Snapshot = pg_plan.snapshot
         system_id = str(snap.source["system_id"])
-        segments = lineage_segments(
-            pg_plan.lineage, list(list_wal(repo.store, system_id)), segment_size_of(snap)
-        )
+        archived = list(list_wal(repo.store, system_id))
+        segments = lineage_segments(pg_plan.lineage, archived, segment_size_of(snap))
         first = start_segno(snap)
-        names: list[str] = []
+        histories = {w.timeline: w.name for w in archived if w.kind == "history"}
+        newest = max(histories, default=1)
+        names = [histories[t] for t in sorted(histories)]
+        absent = [f"{t:08X}.history" for t in range(1, newest + 2) if t not in histories]
+        run: list[str] = []
         for segno in sorted(n for n in segments if n >= first):
-            if names and segno != first + len(names):
+            if run and segno != first + len(run):
                 break  # a gap: recovery stops there (the fallback says why)
-            names.append(segments[segno].name)
-        prefetcher = cls(repo, system_id, names, spool_of(pgdata), pgdata)
-        if names and len(names) == len([n for n in segments if n >= first]):
-            end = first + len(names)  # the archive's end, not a gap
+            run.append(segments[segno].name)
+        if run and len(run) == len([n for n in segments if n >= first]):
+            end = first + len(run)  # the archive's end, not a gap
             timeline = pg_plan.lineage.timeline_of_segment(end, segment_size_of(snap))
-            prefetcher.absent = segment_name(timeline, end, segment_size_of(snap))
+            absent.append(segment_name(timeline, end, segment_size_of(snap)))
+        prefetcher = cls(repo, system_id, names + run, spool_of(pgdata), pgdata)
+        prefetcher.absent = absent
         return prefetcher
 
     def start(self) -> WalPrefetcher:
         os.makedirs(self.spool, mode=0o700, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(self.spool, self.uid, self.gid)
-        if self.absent is not None:
-            open(os.path.join(self.spool, f"{self.absent}.absent"), "w").close()
+        for name in self.absent:
+            open(os.path.join(self.spool, f"{name}.absent"), "w").close()
         self._thread.start()
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ __all__ = [
     "RecoveryResult",
     "archive_command_for",
     "recovery_settings",
+    "restart_as_configured",
     "restore_base",
     "restore_command_for",
     "start_and_wait",
@@ -213,28 +215,15 @@ def start_and_wait(
     conninfo: str,
     timeout: float,
     repo: Repository,
+    server_settings: dict[str, str] | None = None,
 ) -> RecoveryResult:
-    """Start the restored cluster, wait for recovery to end, read where it stopped."""
-    user = owner_name(pgdata)
+    """Start the restored cluster, wait for recovery to end, read where it stopped.
+
+    ``server_settings`` go on the server's command line for this start only (the
+    configuration files are not touched); ``restart_as_configured`` drops them."""
     log_path = os.path.join(pgdata, LOG_NAME)
     began = time.monotonic()
-    proc = external.run(
-        external.as_user(
-            user,
-            [
-                os.path.join(pg_bin, "pg_ctl"),
-                "-D",
-                pgdata,
-                "-l",
-                log_path,
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "start",
-            ],
-        ),
-        check=False,
-    )
+    proc = _pg_ctl(pgdata, pg_bin, timeout, "start", server_settings)
     deadline = time.monotonic() + timeout
     while True:
         if proc.returncode != 0 or not _running(pgdata):
@@ -252,6 +241,32 @@ def start_and_wait(
     result.reached_lsn = state["lsn"]
     result.timeline = state["timeline"]
     return result
+
+
+def restart_as_configured(pgdata: str, pg_bin: str, timeout: float) -> None:
+    """Stop the cluster (fast: its shutdown checkpoint writes every dirty buffer) and start
+    it with nothing on its command line, so that it runs with its own configuration."""
+    if _pg_ctl(pgdata, pg_bin, timeout, "stop").returncode != 0:
+        raise PostgresError(f"the recovered server on {pgdata} did not stop for its restart")
+    if _pg_ctl(pgdata, pg_bin, timeout, "start").returncode != 0 or not _running(pgdata):
+        log = os.path.join(pgdata, LOG_NAME)
+        raise PostgresError(f"the recovered server on {pgdata} did not start again; see {log}")
+
+
+def _pg_ctl(
+    pgdata: str, pg_bin: str, timeout: float, action: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``pg_ctl start`` (logging to LOG_NAME, with ``settings`` as ``-c`` options) or
+    ``pg_ctl stop -m fast``, as the data directory's owner, waiting up to ``timeout``."""
+    argv = [os.path.join(pg_bin, "pg_ctl"), "-D", pgdata, "-w", "-t", str(int(timeout))]
+    if action == "start":
+        argv += ["-l", os.path.join(pgdata, LOG_NAME)]
+        if settings:
+            options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())
+            argv += ["-o", options]
+    else:
+        argv += ["-m", "fast"]
+    return external.run(external.as_user(owner_name(pgdata), [*argv, action]), check=False)
 
 
 def _running(pgdata: str) -> bool:
