@@ -4,6 +4,7 @@ runs each, min / median / max.
 
     .venv/bin/python bench/standby_run.py --runs 3
     .venv/bin/python bench/standby_run.py --runs 3 --patroni-defaults   # also ttl 30 / loop_wait 10
+    .venv/bin/python bench/standby_run.py --app --runs 5   # an application pair (bench/standby_app.py)
 
 Runs as root with the test suite's servers (tests/standby/cluster.py): a 3-member etcd,
 two PostgreSQL 15 nodes under Patroni 4, HAProxy from the generated configuration, all on
@@ -167,7 +168,13 @@ def main() -> None:
     parser.add_argument("--modes", default="kill,switchover")
     parser.add_argument("--patroni-defaults", action="store_true", help="also: kill only")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--app", action="store_true", help="an application pair instead")
     args = parser.parse_args()
+    if args.app:
+        from bench.standby_app import measure_app
+
+        print(measure_app(args.runs, args.json_out))
+        return
     rows = []
     for setup in args.setup or ["generated"]:
         rows += measure(*SETUPS[setup], args.modes.split(","), args.runs)

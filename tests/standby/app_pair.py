@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,14 @@ class AppPairLab:
     pidfiles: dict[str, Path]
     haproxy: HAProxy | None = None
     started: list[int] = field(default_factory=list)  # every instance PID, for the cleanup
+
+    @property
+    def repository(self) -> Path:  # not created: a test that stores drills inits it
+        return self.config.parent / "repo"
+
+    @property
+    def password_file(self) -> Path:
+        return self.config.parent / "password"
 
     def command(self, name: str) -> list[str]:
         return [sys.executable, str(SERVER), name, str(self.ports[name]), str(self.pidfiles[name])]
@@ -90,8 +98,10 @@ def pair_policy(
         f"start_command = {subprocess.list2cmdline(lab.command(name))!r}\n"
         for name, role in zip(NAMES, ("active", "passive"), strict=True)
     )
+    lab.password_file.write_text("app pair\n")
     lab.config.write_text(
-        f'[repositories.main]\nlocation = "{workdir / "repo"}"\npassword_env = "PW"\n\n'
+        f'[repositories.main]\nlocation = "{lab.repository}"\n'
+        f'password_file = "{lab.password_file}"\n\n'
         '[services.web]\n[[services.web.sources]]\nname = "conf"\nkind = "files"\n'
         f'options = {{ paths = ["{workdir}"] }}\n\n'
         f"[services.web.standby.app]\nport = {frontend}\n{check}\n{extra}\n{instances}\n"
@@ -101,9 +111,9 @@ def pair_policy(
 
 
 @contextmanager
-def running_pair(lab: AppPairLab) -> Iterator[AppPairLab]:
-    """Both instances, then HAProxy from the generated haproxy.cfg, ready when the active
-    serves through it."""
+def running_pair(lab: AppPairLab, edit: Callable[[str], str] | None = None) -> Iterator[AppPairLab]:
+    """Both instances, then HAProxy from the generated haproxy.cfg (changed by ``edit``,
+    for the bench's comparisons), ready when the active serves through it."""
     from tests.service.daemon_helpers import SAFEHOLD, clean_env
 
     try:
@@ -116,7 +126,10 @@ def running_pair(lab: AppPairLab) -> Iterator[AppPairLab]:
             env=clean_env(),
             timeout=60,
         )
-        lab.haproxy = HAProxy(lab.out / "haproxy.cfg", lab.out / "haproxy.log")
+        cfg = lab.out / "haproxy.cfg"
+        if edit is not None:
+            cfg.write_text(edit(cfg.read_text()))
+        lab.haproxy = HAProxy(cfg, lab.out / "haproxy.log")
         lab.haproxy.socket = lab.out / "haproxy.sock"
         lab.haproxy.start()
         wait_for("HAProxy sends requests to web1", lambda: lab.served_by() == "web1", 30)

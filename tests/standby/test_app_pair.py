@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from safehold.dr.load import load_policy
 from safehold.dr.standby.app_status import app_status
+from safehold.dr.status import evaluate
+from safehold.service.metrics import _standby_metrics
 from tests.service.daemon_helpers import SAFEHOLD, clean_env
 from tests.standby.app_pair import AppPairLab, pair_policy, running_pair
 from tests.standby.servers import wait_for
@@ -54,6 +57,15 @@ def test_the_passive_serves_when_the_active_dies_and_the_active_takes_back(
         assert status.returncode == 5, status.stdout + status.stderr
         assert "  standby: PROBLEM: web1 (active) is down: " in status.stdout
         assert "  standby: PROBLEM: the passive web2 serves in place of web1" in status.stdout
+        metrics = {
+            (m.name, m.labels.get("instance", "")): m.value
+            for family in _standby_metrics(evaluate(load_policy(config), datetime.now(UTC)))
+            for m in family.samples
+        }
+        assert metrics[("safehold_standby_app_instance_up", "web1")] == 0
+        assert metrics[("safehold_standby_app_serving", "web2")] == 1
+        assert metrics[("safehold_standby_problems", "")] == 2
+        assert ("safehold_standby_primary_up", "") not in metrics  # no PostgreSQL here
         lab.start("web1")
         wait_for("requests back on web1", lambda: lab.served_by() == "web1", 30)
         back = app_status(load_policy(config).services["web"].standby.app)  # type: ignore[union-attr]

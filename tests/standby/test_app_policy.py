@@ -134,6 +134,17 @@ def test_one_active_and_a_passive() -> None:
     ]
 
 
+def test_replayed_requests_in_http_only() -> None:
+    text = VALID.replace("port = 8080", "port = 8080\nreplay_requests = true")
+    config = haproxy_config(resolve_setup(parse_policy(text), "web"), "/run/haproxy.sock")
+    assert "    option redispatch 1\n    retry-on conn-failure empty-response\n" in config
+    text = text.replace("port = 8080", 'port = 8080\nmode = "tcp"')
+    assert problems(text) == [
+        "safehold.toml:15: services.web.standby.app.replay_requests: HAProxy replays requests"
+        ' in mode = "http" only'
+    ]
+
+
 def test_plan_shows_the_pair() -> None:
     from datetime import UTC, datetime
 

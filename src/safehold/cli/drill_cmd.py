@@ -54,6 +54,14 @@ def drill(
             help="A failover drill of the hot standby instead: kill or switchover.",
         ),
     ] = None,
+    app: Annotated[
+        bool,
+        typer.Option(
+            "--app",
+            help="With --failover: the application pair's drill (the default when the"
+            " standby has no PostgreSQL nodes).",
+        ),
+    ] = False,
 ) -> None:
     """Recover SERVICE into a sandbox (temporary directories, free ports), check its data,
     measure the achieved RTO and RPO against the objectives, store the report (state
@@ -62,7 +70,9 @@ def drill(
     Exit codes: 0 passed; 1 refused (nothing written); 7 a data check failed (or the
     restore hit damaged data); 8 the data is right but an objective was missed; 130
     interrupted. With --failover, the hot standby's failover drill instead (docs/standby.md):
-    its write downtime against the RTO, no acknowledged commit lost as its data check.
+    its write downtime against the RTO, no acknowledged commit lost as its data check;
+    for an application pair (--app, or a standby without PostgreSQL nodes) the time until
+    the passive answers against the pair's failover_objective or the RTO.
     """
     from safehold.cli.recover_cmd import step_observer
     from safehold.dr.drill.run import Drill, DrillRequest
@@ -83,7 +93,7 @@ def drill(
         require_service(policy, service)
     state = str(state_dir(policy, path))
     if failover is not None:
-        _failover(policy, path, service, failover, state, s.json, s.quiet)
+        _failover(policy, path, service, failover, state, s.json, s.quiet, app)
         return
     run = Drill(
         policy, DrillRequest(service, state, point, sandbox), step_observer(s.json, s.quiet)
@@ -107,24 +117,34 @@ def drill(
 
 
 def _failover(
-    policy: Policy, path: str, service: str, mode: str, state: str, as_json: bool, quiet: bool
+    policy: Policy,
+    path: str,
+    service: str,
+    mode: str,
+    state: str,
+    as_json: bool,
+    quiet: bool,
+    app: bool,
 ) -> None:
     """The hot standby's failover drill (``standby failover-drill``), kept in the drill
     history (state directory and repository) and judged against the objectives."""
-    from safehold.cli.standby_cmd import run_failover
-    from safehold.dr.drill.failover import from_failover
+    from safehold.cli.standby_cmd import run_app_failover, run_failover, wants_app_drill
+    from safehold.dr.drill.failover import from_app_failover, from_failover
     from safehold.dr.drill.run import outcome_error
     from safehold.dr.drill.store import save_local, store_in_repository
     from safehold.dr.plan import resolve_objectives
     from safehold.dr.status import open_policy_repository
 
-    failover, _saved = run_failover(
-        policy, path, service, mode, "user=postgres dbname=postgres", 120.0
-    )
-    objectives = resolve_objectives(policy, service)
-    report = from_failover(
-        failover, {k: objectives[k].value.total_seconds() for k in ("rto", "rpo")}
-    )
+    resolved = resolve_objectives(policy, service)
+    objectives = {k: resolved[k].value.total_seconds() for k in ("rto", "rpo")}
+    if wants_app_drill(policy, service, app):
+        app_report, _saved = run_app_failover(policy, path, service, mode, 120.0)
+        report = from_app_failover(app_report, objectives)
+    else:
+        failover, _saved = run_failover(
+            policy, path, service, mode, "user=postgres dbname=postgres", 120.0
+        )
+        report = from_failover(failover, objectives)
     save_local(report, state)
     repository = policy.repositories[policy.repository_of(service)]
     store_in_repository(report, open_policy_repository(repository))

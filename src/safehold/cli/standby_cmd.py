@@ -1,4 +1,5 @@
-"""``standby``: a hot standby of a service's PostgreSQL under Patroni, etcd and HAProxy."""
+"""``standby``: a hot standby of a service's PostgreSQL under Patroni, etcd and HAProxy,
+and of its stateless application instances behind HAProxy."""
 
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from safehold.cli.policy_file import ConfigOpt, load_config
 
 if TYPE_CHECKING:
     from safehold.dr.policy import Policy
+    from safehold.dr.standby.app_drill import AppFailoverReport
     from safehold.dr.standby.app_status import AppStatus
     from safehold.dr.standby.drill import FailoverDrillReport
 
-__all__ = ["run_failover", "standby_app"]
+__all__ = [
+    "app_drill_summary",
+    "run_app_failover",
+    "run_failover",
+    "standby_app",
+    "wants_app_drill",
+]
 
 standby_app = typer.Typer(
     help="Hot standby: Patroni and HAProxy configuration from the policy, status, drills."
@@ -95,7 +103,8 @@ def config_cmd(
 def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None) -> None:
     """Which node is primary, each replica's lag (bytes, seconds) and whether it streams;
     a node that does not answer, no healthy standby, no synchronous standby when
-    synchronous_mode is on. Read from each node's Patroni REST API."""
+    synchronous_mode is on. Read from each node's Patroni REST API. For an application
+    pair: the instance HAProxy serves from and each instance's health check."""
     from safehold.dr.standby.config import resolve_setup
     from safehold.dr.standby.status import standby_status
 
@@ -169,6 +178,52 @@ def run_failover(
     return report, save_report(report, directory)
 
 
+def wants_app_drill(policy: Policy, service: str, app: bool) -> bool:
+    """The application pair's drill: asked for, or the standby has no PostgreSQL."""
+    from safehold.dr.standby.config import resolve_setup
+
+    standby = resolve_setup(policy, service).standby
+    if app and standby.app is None:
+        from safehold.errors import InvalidArgument
+
+        raise InvalidArgument(f"service {service} has no [services.{service}.standby.app] table")
+    return app or not standby.nodes
+
+
+def run_app_failover(
+    policy: Policy, path: str, service: str, mode: str, timeout: float
+) -> tuple[AppFailoverReport, Path]:
+    """The application pair's failover drill (``--app``); the report and where it was
+    saved in the state directory."""
+    from safehold.dr.standby.app_drill import run_app_failover_drill
+    from safehold.dr.standby.config import resolve_setup
+    from safehold.dr.standby.drill import save_report
+    from safehold.errors import InvalidArgument
+    from safehold.service.paths import state_dir
+
+    if mode != "kill":
+        raise InvalidArgument(f"an application pair's drill has --mode kill only, not {mode!r}")
+    app = resolve_setup(policy, service).standby.app
+    assert app is not None  # wants_app_drill said so
+    directory = state_dir(policy, path) / "failover-drills"
+    report = run_app_failover_drill(service, app, directory, timeout)
+    return report, save_report(report, directory)
+
+
+def app_drill_summary(report: AppFailoverReport) -> str:
+    return (
+        f"{report.mode} of {report.active} ({report.stopped_by}): {report.serving} answered"
+        f" through HAProxy after {report.failover_seconds} s (longest gap"
+        f" {report.longest_gap_seconds} s); {report.failed_requests} of {report.requests}"
+        " requests failed; "
+        + (
+            f"{report.active} back after {report.back_seconds} s"
+            if report.active_back
+            else f"{report.active} NOT back: {'; '.join(report.notes)}"
+        )
+    )
+
+
 @standby_app.command("failover-drill")
 def failover_drill_cmd(
     ctx: typer.Context,
@@ -188,14 +243,33 @@ def failover_drill_cmd(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for each step.")
     ] = 120.0,
+    app: Annotated[
+        bool,
+        typer.Option(
+            "--app",
+            help="The application pair's drill (the default when the standby has no nodes).",
+        ),
+    ] = False,
 ) -> None:
     """While a writer commits through HAProxy's write port, kill the primary node outright
     (its Patroni and postgres, which must run on this host) or ask Patroni for a
     switchover; measure the time until writes succeed again through the same port, the
     acknowledged commits missing on the new primary, and the old node's return as a
-    replica. The report (JSON) is kept in the daemon's state directory."""
+    replica. The report (JSON) is kept in the daemon's state directory.
+
+    For an application pair (--app): while a client sends requests through HAProxy's
+    frontend, kill the active instance (its stop_command, pidfile, or the process on its
+    port); measure the time until the passive answers and the failed requests, then start
+    the active again (start_command) and measure its return."""
     s = settings(ctx)
     path, policy = load_config(config)
+    if wants_app_drill(policy, service, app):
+        app_report, saved = run_app_failover(policy, path, service, mode, timeout)
+        if s.json:
+            print_json({**app_report.to_dict(), "report": str(saved)})
+        elif not s.quiet:
+            out().print(f"{app_drill_summary(app_report)}\nreport: {saved}", markup=False)
+        return
     report, saved = run_failover(policy, path, service, mode, dsn, timeout)
     if s.json:
         print_json({**report.to_dict(), "report": str(saved)})

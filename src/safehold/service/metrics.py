@@ -288,10 +288,12 @@ def _standby_metrics(status: ProtectionStatus) -> Iterator[Metric]:
         if standby is None:
             continue
         name = service.name
+        problems.add_metric([name], len(standby.problems))
+        if not standby.nodes:
+            continue  # an application pair alone: _standby_app_metrics
         primary_up.add_metric([name], 0 if standby.primary is None else 1)
         streaming = [n for n in standby.nodes if n.name != standby.primary and n.streaming]
         healthy.add_metric([name], len(streaming))
-        problems.add_metric([name], len(standby.problems))
         for n in standby.nodes:
             up.add_metric([name, n.name], 1 if n.reachable else 0)
             if n.lag_bytes is not None:
@@ -299,6 +301,26 @@ def _standby_metrics(status: ProtectionStatus) -> Iterator[Metric]:
             if n.lag_seconds is not None:
                 lag_seconds.add_metric([name, n.name], n.lag_seconds)
     yield from (primary_up, healthy, problems, up, lag_bytes, lag_seconds)
+    yield from _standby_app_metrics(status)
+
+
+def _standby_app_metrics(status: ProtectionStatus) -> Iterator[Metric]:
+    """Each application pair: every instance's health check, the one HAProxy serves from."""
+    labels = ("service", "instance", "role")
+    up = _gauge(
+        "safehold_standby_app_instance_up", "1 if the instance's health check passes.", labels
+    )
+    serving = _gauge(
+        "safehold_standby_app_serving", "1 for the instance HAProxy sends requests to.", labels
+    )
+    for service in status.services:
+        app = service.standby.app if service.standby is not None else None
+        if app is None:
+            continue
+        for i in app.instances:
+            up.add_metric([service.name, i.name, i.role], 1 if i.healthy else 0)
+            serving.add_metric([service.name, i.name, i.role], 1 if i.name == app.serving else 0)
+    yield from (up, serving)
 
 
 def _service_metrics(status: ProtectionStatus) -> Iterator[Metric]:

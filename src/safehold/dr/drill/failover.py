@@ -1,7 +1,10 @@
 """A hot standby's failover drill (``dr/standby/drill.py``) as a drill of the history: its
 write downtime is the achieved RTO, its lost acknowledged commits the data check (and an
 RPO of 0 when none was lost), the old primary's return as a replica a second check; both
-objectives judged as for a restore drill, the report stored with the others."""
+objectives judged as for a restore drill, the report stored with the others. An
+application pair's drill (``dr/standby/app_drill.py``) likewise: the time until the
+passive answered is the achieved RTO, no data is at stake (no RPO), its checks are the
+passive answering and the active coming back."""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ from datetime import UTC, datetime
 
 from safehold.dr.drill.report import CheckResult, DrillReport
 from safehold.dr.drill.run import judge
+from safehold.dr.standby.app_drill import AppFailoverReport
 from safehold.dr.standby.drill import FailoverDrillReport
 from safehold.repo.snapshot import parse_time
 
-__all__ = ["from_failover"]
+__all__ = ["from_app_failover", "from_failover"]
 
 
 def from_failover(
@@ -62,6 +66,64 @@ def from_failover(
             "detail": f"writes through HAProxy on {failover.new_primary} after"
             f" {failover.write_downtime_seconds} s (longest gap"
             f" {failover.longest_write_gap_seconds} s)",
+        }
+    ]
+    report.outcome = judge(report)
+    report.ended = datetime.now(UTC).isoformat()
+    return report
+
+
+def from_app_failover(
+    failover: AppFailoverReport, objectives: dict[str, float | None]
+) -> DrillReport:
+    """The drill report of an application pair's failover drill, judged against
+    ``objectives`` (seconds; the pair's failover_objective replaces the RTO)."""
+    started = parse_time(failover.started_at)
+    rto = failover.objective_seconds if failover.objective_seconds else objectives.get("rto")
+    failed = f"{failover.failed_requests} of {failover.requests} requests failed" + (
+        f" (first: {failover.errors[0]})" if failover.errors else ""
+    )
+    report = DrillReport(
+        id=started.strftime("%Y%m%dT%H%M%S%fZ"),
+        service=failover.service,
+        started=failover.started_at,
+        point_spec=f"failover:app-{failover.mode}",
+        kind="failover",
+        moment=f"{failover.mode} of {failover.active}",
+        point=failover.serving,
+        objectives={"rto": rto, "rpo": None},
+        rto_seconds=failover.failover_seconds,
+    )
+    report.checks = [
+        CheckResult(
+            "the passive answered",
+            "failover",
+            None,
+            failover.serving is not None,
+            f"{failover.serving} answered through HAProxy after {failover.failover_seconds} s;"
+            f" {failed}",
+            figures={"failed_requests": failover.failed_requests, "requests": failover.requests},
+        ),
+        CheckResult(
+            "the active back",
+            "failover",
+            None,
+            failover.active_back,
+            f"{failover.active} answered again {failover.back_seconds} s after it was started"
+            if failover.active_back
+            else f"{failover.active} not back: {'; '.join(failover.notes)}",
+        ),
+    ]
+    report.steps = [
+        {
+            "step": "failover",
+            "source": failover.active,
+            "started": failover.started_at,
+            "seconds": failover.failover_seconds,
+            "outcome": "ok" if failover.serving else "failed",
+            "detail": f"{failover.stopped_by}; {failover.serving} answered after"
+            f" {failover.failover_seconds} s (longest gap {failover.longest_gap_seconds} s);"
+            f" {failed}",
         }
     ]
     report.outcome = judge(report)

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -39,7 +39,15 @@ from safehold.dr.standby.processes import listening_pids, process_tree
 from safehold.dr.standby.status import node_url, standby_status
 from safehold.errors import SafeholdError
 
-__all__ = ["DrillFailed", "FailoverDrillReport", "run_failover_drill", "save_report"]
+__all__ = [
+    "DrillFailed",
+    "FailoverDrillReport",
+    "SavedReport",
+    "gaps",
+    "run_failover_drill",
+    "save_report",
+    "wait_until",
+]
 
 TABLE = "safehold_failover_drill"
 MODES = ("kill", "switchover")
@@ -99,7 +107,7 @@ class _Writer:
             conn.close()
 
 
-def _wait(what: str, check: Any, timeout: float) -> Any:
+def wait_until(what: str, check: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -172,7 +180,7 @@ def _start(node: StandbyNode, log_dir: Path) -> None:
         )
 
 
-def _gaps(times: list[float], start: float) -> float:
+def gaps(times: list[float], start: float) -> float:
     moments = [start, *(t for t in times if t >= start)]
     return max((b - a for a, b in itertools.pairwise(moments)), default=0.0)
 
@@ -192,7 +200,9 @@ def run_failover_drill(
     old = setup.node(status.primary)
     candidates = [n.name for n in status.nodes if n.name != old.name and n.streaming]
     if setup.standby.synchronous_mode:
-        candidates = [_wait("a synchronous standby", lambda: _sync_standby(setup, old), timeout)]
+        candidates = [
+            wait_until("a synchronous standby", lambda: _sync_standby(setup, old), timeout)
+        ]
     report = FailoverDrillReport(
         setup.service, setup.scope, mode, datetime.now(UTC).isoformat(), old.name
     )
@@ -203,14 +213,14 @@ def run_failover_drill(
     thread = threading.Thread(target=writer.run, daemon=True)
     thread.start()
     try:
-        _wait("writes through HAProxy", lambda: len(writer.acked) >= 20, 30)
+        wait_until("writes through HAProxy", lambda: len(writer.acked) >= 20, 30)
         disrupted = time.monotonic()
         report.disrupted_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         if mode == "kill":
             _kill_node(old)
         else:
             _switchover(old, old.name, candidates[0])
-        first = _wait(
+        first = wait_until(
             "a write through HAProxy on another node",
             lambda: [a for a in writer.acked if a[1] != old.port and a[2] > disrupted],
             timeout,
@@ -222,7 +232,7 @@ def run_failover_drill(
     finally:
         writer.stop.set()
         thread.join(10)
-    report.longest_write_gap_seconds = round(_gaps([a[2] for a in writer.acked], disrupted), 3)
+    report.longest_write_gap_seconds = round(gaps([a[2] for a in writer.acked], disrupted), 3)
     report.commits_acknowledged = len(writer.acked)
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
         present = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
@@ -231,7 +241,7 @@ def run_failover_drill(
         _start(old, log_dir)
     began = time.monotonic()
     try:
-        _wait(
+        wait_until(
             f"{old.name} back as a streaming replica",
             lambda: any(n.name == old.name and n.streaming for n in standby_status(setup).nodes),
             timeout,
@@ -245,7 +255,17 @@ def run_failover_drill(
     return report
 
 
-def save_report(report: FailoverDrillReport, directory: Path) -> Path:
+class SavedReport(Protocol):
+    """A failover drill's report (this one, or an application pair's)."""
+
+    service: str
+    started_at: str
+    mode: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def save_report(report: SavedReport, directory: Path) -> Path:
     """The report as JSON under ``directory`` (the daemon's state directory's
     ``failover-drills/``), named by service and start time."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@
 primary's also lists the standbys connected to it (pg_stat_replication, with
 ``sync_state``). A replica's lag in bytes is the primary's WAL position minus what the
 replica replayed; in seconds, the age of the last commit it replayed when it is behind
-(0 when it has replayed everything). Nothing here decides anything: Patroni does.
+(0 when it has replayed everything). Nothing here decides anything: Patroni does. An
+application pair's instances are read by app_status.py into ``StandbyStatus.app``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,72 @@
+"""An application pair's failover drill against a real HAProxy and two real instances:
+`safehold drill web --failover kill` kills the active through its pidfile while a client
+sends requests through the frontend, measures the time until the passive answers and the
+failed requests, starts the active again (start_command), keeps the report in the drill
+history; a missed failover_objective is the drill's outcome (exit 8)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from safehold.dr.drill.failover import from_app_failover
+from safehold.dr.standby.app_drill import AppFailoverReport
+from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo
+from tests.standby.app_pair import pair_policy, running_pair
+
+
+def drill(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SAFEHOLD, "--json", "drill", "web", "--failover", "kill", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
+
+
+def test_the_drill_measures_the_passive_taking_over_and_keeps_the_report(
+    tmp_path: Path,
+) -> None:
+    lab = pair_policy(tmp_path)
+    init_repo(str(lab.repository), lab.password_file)
+    with running_pair(lab):
+        old_pid = lab.pid("web1")
+        proc = drill(lab.config)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["kind"] == "failover" and report["point_spec"] == "failover:app-kill"
+        assert report["outcome"] == "passed" and report["point"] == "web2"
+        assert 0 < report["rto_seconds"] < 30  # generous: the <= 3 s target is bench's
+        answered, back = report["checks"]
+        assert answered["passed"] and back["passed"], report["checks"]
+        assert answered["figures"]["requests"] > 10
+        assert answered["figures"]["failed_requests"] <= 1  # held by HAProxy, not failed
+        assert (
+            f"SIGKILL to PID {old_pid} (pidfile {lab.pidfiles['web1']})"
+            in (report["steps"][0]["detail"])
+        )
+        assert lab.pid("web1") != old_pid and lab.served_by() == "web1"  # started again
+        listed = subprocess.run(
+            [*SAFEHOLD, "--json", "drills", "-c", str(lab.config)],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            check=True,
+        )
+        assert [d["id"] for d in json.loads(listed.stdout)] == [report["id"]]
+
+
+def test_a_missed_failover_objective_is_the_drill_outcome() -> None:
+    report = AppFailoverReport(
+        "web", "kill", "2026-12-06T04:00:00+00:00", "web1", serving="web2",
+        failover_seconds=4.2, requests=50, failed_requests=3, active_back=True,
+        back_seconds=1.5, objective_seconds=3.0,
+    )  # fmt: skip
+    drill = from_app_failover(report, {"rto": 3600.0, "rpo": 1800.0})
+    assert drill.outcome == "objective missed"
+    assert drill.error == "achieved RTO 4.2s > objective 3s"
+    assert drill.objectives == {"rto": 3.0, "rpo": None}
+    report.objective_seconds = None  # the service's RTO then
+    assert from_app_failover(report, {"rto": 3600.0, "rpo": 1800.0}).outcome == "passed"
