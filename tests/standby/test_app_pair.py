@@ -4,7 +4,6 @@ status` and `safehold status` show it; the active back, requests go to it again.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -41,8 +40,10 @@ def test_the_passive_serves_when_the_active_dies_and_the_active_takes_back(
 ) -> None:
     with running_pair(pair_policy(tmp_path)) as lab:
         config = str(lab.config)
-        healthy = json.loads(safehold("--json", "standby", "status", "web", "-c", config).stdout)
-        assert healthy["healthy"] is True and healthy["app"]["serving"] == "web1"
+        pair = load_policy(config).services["web"].standby
+        assert pair is not None and pair.app is not None
+        healthy = app_status(pair.app)
+        assert healthy.serving == "web1" and healthy.problems() == []
         assert "  standby: web1 serves, web2 stand by" in safehold("status", "-c", config).stdout
         lab.kill("web1")
         answers = requests_until_served_by(lab, "web2")
@@ -68,5 +69,21 @@ def test_the_passive_serves_when_the_active_dies_and_the_active_takes_back(
         assert ("safehold_standby_primary_up", "") not in metrics  # no PostgreSQL here
         lab.start("web1")
         wait_for("requests back on web1", lambda: lab.served_by() == "web1", 30)
-        back = app_status(load_policy(config).services["web"].standby.app)  # type: ignore[union-attr]
+        back = app_status(pair.app)
         assert back.serving == "web1" and back.problems() == []
+
+
+def test_a_tcp_pair_checked_by_connection(tmp_path: Path) -> None:
+    lab = pair_policy(tmp_path, check='mode = "tcp"\ncheck = "tcp"')
+    with running_pair(lab):
+        cfg = (lab.out / "haproxy.cfg").read_text()
+        assert "    mode tcp\n" in cfg and "httpchk" not in cfg
+        lab.kill("web1")
+        answers = requests_until_served_by(lab, "web2")
+        assert answers.count(None) <= 1, answers
+        pair = load_policy(str(lab.config)).services["web"].standby
+        assert pair is not None and pair.app is not None
+        down = app_status(pair.app)
+        # nothing names the serving instance through a TCP frontend: HAProxy's rule then
+        assert down.serving == "web2" and not down.instances[0].healthy
+        assert "web1 (active) is down: Connection refused" in down.problems()
