@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from safehold.dr.drill.failover import from_app_failover
+from safehold.dr.drill.status import failover_problem
+from safehold.dr.drill.store import save_local
+from safehold.dr.load import load_policy
 from safehold.dr.standby.app_drill import AppFailoverReport
+from safehold.dr.status import evaluate
 from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo
 from tests.standby.app_pair import pair_policy, running_pair
 
@@ -58,7 +63,9 @@ def test_the_drill_measures_the_passive_taking_over_and_keeps_the_report(
         assert [d["id"] for d in json.loads(listed.stdout)] == [report["id"]]
 
 
-def test_a_missed_failover_objective_is_the_drill_outcome() -> None:
+def test_a_missed_failover_objective_is_the_drill_outcome_and_a_standby_problem(
+    tmp_path: Path,
+) -> None:
     report = AppFailoverReport(
         "web", "kill", "2026-12-06T04:00:00+00:00", "web1", serving="web2",
         failover_seconds=4.2, requests=50, failed_requests=3, active_back=True,
@@ -68,5 +75,18 @@ def test_a_missed_failover_objective_is_the_drill_outcome() -> None:
     assert drill.outcome == "objective missed"
     assert drill.error == "achieved RTO 4.2s > objective 3s"
     assert drill.objectives == {"rto": 3.0, "rpo": None}
+    lab = pair_policy(tmp_path)  # nothing running: the instances are down too
+    state = str(tmp_path / "state")
+    save_local(drill, state)
+    standby = evaluate(load_policy(str(lab.config)), datetime.now(UTC), replicas=False,
+                       state_dir=state).services[0].standby  # fmt: skip
+    assert standby is not None
+    assert standby.problems[-1] == (
+        f"the last failover drill ({drill.id}) objective missed: achieved RTO 4.2s > objective 3s"
+    )  # so status exits 5 and the daemon's standby_problem alert fires
     report.objective_seconds = None  # the service's RTO then
-    assert from_app_failover(report, {"rto": 3600.0, "rpo": 1800.0}).outcome == "passed"
+    report.started_at = "2026-12-06T04:10:00+00:00"
+    later = from_app_failover(report, {"rto": 3600.0, "rpo": 1800.0})
+    assert later.outcome == "passed"
+    save_local(later, state)
+    assert failover_problem(state, "web") is None

@@ -606,7 +606,12 @@ def evaluate(
                 policy, name, state_dir, now
             )
         if standbys and policy.services[name].standby is not None:
-            services[name].standby = standby_status(resolve_setup(policy, name))
+            standby = services[name].standby = standby_status(resolve_setup(policy, name))
+            if state_dir is not None:
+                from safehold.dr.drill.status import failover_problem
+
+                missed = failover_problem(state_dir, name)
+                standby.problems += [missed] if missed else []
     for repo_name, repo in policy.repositories.items():
         serving = list(_services_of(policy, repo_name))
         if not serving and not (replicas and repo.replicas):

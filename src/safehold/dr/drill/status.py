@@ -1,6 +1,8 @@
 """A service's drills as ``safehold status`` sees them: the last drill, the last passing
 one, and the problem there is when the last drill did not pass or none passed within the
-drill table's ``max_age`` (read from the state directory's reports)."""
+drill table's ``max_age`` (read from the state directory's reports). A hot standby's
+failover drills are judged apart: the last one that did not pass is a problem of the
+standby (``failover_problem``), until a later one passes."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from safehold.dr.fields import format_interval
 from safehold.dr.policy import Policy
 from safehold.repo.snapshot import parse_time
 
-__all__ = ["drill_status"]
+__all__ = ["drill_status", "failover_problem"]
 
 
 def drill_status(
@@ -54,3 +56,13 @@ def drill_status(
             f" (max_age {format_interval(drill.max_age)})"
         )
     return doc, problem
+
+
+def failover_problem(state_dir: str, service: str) -> str | None:
+    """The service's last failover drill, when it did not pass (its objective missed, a
+    check failed); None when it passed or none ran."""
+    failovers = [r for r in local_reports(state_dir, service) if r.kind == "failover"]
+    last = failovers[-1] if failovers else None
+    if last is None or last.outcome == PASSED:
+        return None
+    return f"the last failover drill ({last.id}) {last.outcome}: {last.error}"
