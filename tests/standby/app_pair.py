@@ -83,6 +83,7 @@ def pair_policy(
 ) -> AppPairLab:
     """A policy whose service ``web`` has a files source and an application pair web1
     (active) and web2 (passive) on free ports; ``extra``: more keys of the app table."""
+    workdir.mkdir(parents=True, exist_ok=True)
     frontend, *ports = free_ports(3)
     lab = AppPairLab(
         workdir / "safehold.toml",

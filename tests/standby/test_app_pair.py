@@ -14,6 +14,7 @@ from safehold.dr.standby.app_status import app_status
 from safehold.dr.status import evaluate
 from safehold.service.metrics import _standby_metrics
 from tests.service.daemon_helpers import SAFEHOLD, clean_env
+from tests.service.dashboard_helpers import make_site, start_serve
 from tests.standby.app_pair import AppPairLab, pair_policy, running_pair
 from tests.standby.servers import wait_for
 
@@ -87,3 +88,26 @@ def test_a_tcp_pair_checked_by_connection(tmp_path: Path) -> None:
         # nothing names the serving instance through a TCP frontend: HAProxy's rule then
         assert down.serving == "web2" and not down.instances[0].healthy
         assert "web1 (active) is down: Connection refused" in down.problems()
+
+
+def test_the_dashboard_shows_the_pair_as_standby_status_does(tmp_path: Path) -> None:
+    with running_pair(pair_policy(tmp_path / "pair")) as lab:
+        site = make_site(tmp_path / "site")
+        policy = lab.config.read_text()
+        pair = policy[policy.index("[services.web.standby.app]") : policy.index("[daemon]")]
+        site.config.write_text(
+            site.config.read_text() + pair.replace("services.web.", "services.app.")
+        )
+        start_serve(site)
+        try:
+            site.wait_up()
+            cli = site.cli_json("standby", "status", "app")
+            assert cli["app"]["serving"] == "web1" and cli["healthy"] is True, cli
+            assert site.json("/api/v1/standbys/app") == cli
+            page = bytes(site.get("/services/app")[2]).decode()
+            assert "sends requests to <strong>web1</strong>" in page
+            assert 'data-instance="web2"' in page and "standby-nodes" not in page
+            overview = bytes(site.get("/")[2]).decode()
+            assert "standby: web1 serves, passive ready" in overview
+        finally:
+            site.stop()
