@@ -10,6 +10,10 @@ a switchover drill hands the writes back without losing a commit."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,18 @@ from typing import Any
 import psycopg
 import pytest
 
+from safehold.dr.jobs import job_commands
+from safehold.dr.load import load_policy
+from safehold.dr.schedule import JobId
 from tests.sources.pg_fixtures import PgEnv
 from tests.standby.cluster import SUPERUSER_PASSWORD, Cluster, run_standby_cluster
+from tests.standby.commit_log import (
+    CommitLog,
+    replayed_everything,
+    rows_of,
+    stop_archiver,
+    switch_segments,
+)
 from tests.standby.servers import wait_for
 
 
@@ -82,9 +96,25 @@ def archived_on(conninfo: str, timeline: str) -> None:
         wait_for(f"{row[0]} archived", archived, 60)
 
 
+@pytest.fixture(scope="module")
+def commits(cluster: Cluster) -> CommitLog:
+    """Commits through HAProxy around the kill drill (tests/standby/commit_log.py)."""
+    return CommitLog(cluster.write_conninfo())
+
+
 def test_kill_drill_moves_writes_and_archiving_to_the_replica(
-    cluster: Cluster, pg_env: PgEnv
+    cluster: Cluster, pg_env: PgEnv, commits: CommitLog
 ) -> None:
+    pg1, pg2 = cluster.node_conninfo("pg1"), cluster.node_conninfo("pg2")
+    commits.create()
+    commits.commit(30)
+    commits.mark("before the failover")
+    commits.commit(30)
+    replayed_everything(pg1, pg2)
+    # pg1's archiving lags when it dies: two complete segments it never archives
+    stop_archiver(cluster.nodes["pg1"].pgdata)
+    commits.unarchived = switch_segments(pg1, 2)
+    replayed_everything(pg1, pg2)
     report = drill(pg_env, cluster, "kill")
     print(f"kill drill: {report}")
     assert report["old_primary"] == "pg1" and report["new_primary"] == "pg2"
@@ -93,10 +123,66 @@ def test_kill_drill_moves_writes_and_archiving_to_the_replica(
     assert report["old_primary_rejoined"] is True, report["notes"]
     doc = status(pg_env, cluster)
     assert doc["primary"] == "pg2" and doc["timeline"] == 2 and doc["healthy"], doc
+    commits.commit(30)
+    commits.mark("after the failover")
+    commits.commit(30)
     archived_on(cluster.node_conninfo("pg2"), "00000002")
+
+
+def test_archive_is_continuous_across_the_failover(
+    cluster: Cluster, pg_env: PgEnv, commits: CommitLog
+) -> None:
     [pg] = pg_env.json("pg", "status")
     assert pg["gaps"] == [], pg["gaps"]
     assert pg["timelines"] == [1, 2] and pg["production_timeline"] == 2
+    assert pg["lineage"] == [1, 2] and pg["lineage_recorded"] is True
+    archived = {p.name for p in (pg_env.repo / "wal" / pg["system_id"]).iterdir()}
+    # the segments pg1 completed but never archived: pg2 archived its own copies
+    assert commits.unarchived and set(commits.unarchived) <= archived, sorted(archived)
+    assert "00000002.history" in archived
+    assert any(n.startswith("00000001") and n.endswith(".partial") for n in archived), archived
+    text = pg_env.run("pg", "status").stdout.decode()
+    assert "timelines [1, 2]; production's lineage 1 -> 2" in text and "GAP" not in text
+
+
+@pytest.mark.parametrize("mark", ["before the failover", "after the failover"])
+def test_pitr_to_either_side_of_the_failover_is_exact(
+    cluster: Cluster, pg_env: PgEnv, commits: CommitLog, mark: str
+) -> None:
+    moment = commits.marks[mark]
+    # the restored copy runs with the backup's pg_hba.conf (Patroni's: local peer, host
+    # with a password), so recovery is watched over TCP with the superuser's password
+    restored, _ = pg_env.restore(
+        mark.replace(" ", "-"), "--to-time", moment.isoformat(),
+        "--start", "--connect-host", "127.0.0.1",
+        start=False, extra_env={"PGPASSWORD": SUPERUSER_PASSWORD},
+    )  # fmt: skip
+    try:
+        conninfo = f"host=127.0.0.1 port={restored.port} user=postgres dbname=postgres"
+        rows = rows_of(f"{conninfo} password={SUPERUSER_PASSWORD}")
+        assert rows == commits.acked_before(mark)
+    finally:
+        restored.stop()
+
+
+def test_the_scheduled_backup_follows_the_primary(cluster: Cluster, pg_env: PgEnv) -> None:
+    """The daemon's full backup of the service's PostgreSQL source, run as the daemon runs
+    it (its command line and environment, the policy in SAFEHOLD_CONFIG), backs up pg2
+    now that it is the primary, although the policy's pgdata names pg1."""
+    policy = load_policy(str(cluster.policy))
+    [command] = job_commands(policy, JobId("backup", "db/pg", "full"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEHOLD_", "PG"))}
+    env |= command.env | {"SAFEHOLD_CONFIG": str(cluster.policy)}
+    env |= {"PGUSER": "postgres", "PGPASSWORD": SUPERUSER_PASSWORD}  # as a ~/.pgpass would
+    proc = subprocess.run(
+        [sys.executable, "-m", "safehold", *command.argv], env=env, capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    summary = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert summary["source"]["pgdata"] == str(cluster.nodes["pg2"].pgdata), summary
+    assert summary["source"]["timeline"] == 2
+    for path in (pg_env.repo, *pg_env.repo.rglob("*")):  # the backup ran as root
+        shutil.chown(path, "postgres", "postgres")
 
 
 def test_switchover_drill_hands_the_writes_back(cluster: Cluster, pg_env: PgEnv) -> None:

@@ -139,10 +139,9 @@ def test_generated_haproxy_checks_patroni_and_cuts_clients_of_a_dead_primary() -
     assert node["postgresql"]["create_replica_methods"] == ["safehold", "basebackup"]
     command = node["postgresql"]["safehold"]["command"]
     assert command.endswith("pg standby create --patroni") and "/srv/backup/repo" in command
-    assert (
-        "wal-push --primary %p"
-        in node["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_command"]
-    )
+    parameters = node["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert "wal-push --primary %p" in parameters["archive_command"]
+    assert parameters["archive_mode"] == "always"  # replicas archive too (test_failover)
 
 
 def test_plan_shows_the_standby() -> None:

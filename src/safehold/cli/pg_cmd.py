@@ -12,6 +12,7 @@ import typer
 
 from safehold.cli.app import app, settings
 from safehold.cli.output import ErrorPrinter, count, human_size, out, print_json
+from safehold.cli.policy_file import ConfigOpt, load_config
 from safehold.errors import InvalidArgument
 
 __all__ = ["pg_app"]
@@ -49,6 +50,15 @@ def backup(
     user: UserOpt = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Extra tag.")] = None,
     hostname: Annotated[str | None, typer.Option("--hostname", help="Host to record.")] = None,
+    standby: Annotated[
+        str | None,
+        typer.Option(
+            "--standby",
+            help="Back up whichever node of this service's hot standby is primary now "
+            "(asks Patroni; its data directory and port replace --pgdata and -H/-P).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Back up a running cluster with pg_backup_start/pg_backup_stop."""
     from safehold.sources.postgres.physical import PgBackupRequest, run_pg_backup
@@ -56,6 +66,8 @@ def backup(
     s = settings(ctx)
     if method not in ("lowlevel", "basebackup"):
         raise InvalidArgument("--method must be lowlevel or basebackup")
+    if standby is not None:
+        pgdata, host, port = _standby_primary(standby, config, method)
     if method == "lowlevel" and not pgdata:
         raise InvalidArgument("--pgdata is required (or --method basebackup for a remote cluster)")
     repo = s.open_repository(lock="shared")
@@ -89,6 +101,21 @@ def backup(
         )
     if result.stats.errors:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _standby_primary(service: str, config: str | None, method: str) -> tuple[str, str, int]:
+    """(data directory, host, port) of the node Patroni runs as the service's primary."""
+    from safehold.dr.standby.config import resolve_setup
+    from safehold.dr.standby.status import current_primary
+
+    _, policy = load_config(config)
+    node = current_primary(resolve_setup(policy, service))
+    if method == "lowlevel" and not os.path.isdir(node.pgdata):
+        raise InvalidArgument(
+            f"the primary {node.name}'s data directory {node.pgdata} is not on this host:"
+            " back up from that host, or use method 'basebackup'"
+        )
+    return node.pgdata, node.host, node.port
 
 
 @pg_app.command("wal-push")
@@ -526,6 +553,11 @@ def status(
         )
         for warning in c.warnings:
             out().print(f"  WARNING: {warning}")
+        if c.archiving_stuck_on:
+            out().print(
+                f"  PROBLEM: archiving is stuck on {c.archiving_stuck_on} (its push was refused"
+                " and nothing newer is archived on production's lineage)"
+            )
         for b in c.backups:
             out().print(
                 f"  backup {b['short_id']} {b['type']:4} {b['stop_time']} stop LSN {b['stop_lsn']}"

@@ -53,10 +53,11 @@ def fetch_to(settings: Settings, name: str, path: str, system_id: str | None, pg
 
 def push_from(settings: Settings, path: str, pgdata: str, primary: bool) -> None:
     """archive_command: store WAL file ``path`` (relative to ``pgdata``); ``primary``: a
-    timeline history file it stores makes that timeline production's."""
-    from safehold.sources.postgres.lineage import claim_timeline
+    timeline history file it stores makes that timeline production's (unless this cluster
+    is a standby re-archiving it)."""
+    from safehold.sources.postgres.lineage import claim_timeline, timeline_to_claim
     from safehold.sources.postgres.walarchive import push_wal
-    from safehold.sources.postgres.walnames import parse_wal_name, read_system_id
+    from safehold.sources.postgres.walnames import read_system_id
 
     system_id = read_system_id(pgdata)
     full = path if os.path.isabs(path) else os.path.join(pgdata, path)
@@ -64,11 +65,16 @@ def push_from(settings: Settings, path: str, pgdata: str, primary: bool) -> None
         data = f.read()
     repo = settings.open_repository(load_index=False)
     name = os.path.basename(path)
-    stored = push_wal(repo, system_id, name, data)
-    parsed = parse_wal_name(name)
-    if primary and parsed is not None and parsed.kind == "history":
-        claim_timeline(repo, system_id, parsed.timeline)
-    if not settings.quiet and not stored:
+    outcome = push_wal(repo, system_id, name, data)
+    claim = timeline_to_claim(pgdata, name) if primary else None
+    if claim is not None:
+        claim_timeline(repo, system_id, claim)
+    if outcome == "refused-partial":  # a warning for PostgreSQL's log, even with --quiet
+        sys.stderr.write(
+            f"safehold: {name} differs from the archived copy, which is kept (recovery never"
+            " reads a .partial); refused, recorded for `pg status`, archiving goes on\n"
+        )
+    elif not settings.quiet and outcome == "present":
         sys.stderr.write(f"safehold: {name} was already archived (same content)\n")
 
 

@@ -16,6 +16,7 @@ from safehold.dr.plan import resolve_retention
 from safehold.dr.policy import Policy, Repository
 from safehold.dr.policy_sources import Source
 from safehold.dr.schedule import LOG_REPLICATION, JobId
+from safehold.dr.standby.config import standby_source
 
 __all__ = [
     "JobCommand",
@@ -83,6 +84,8 @@ def _backup(policy: Policy, job: JobId) -> list[JobCommand]:
     is_archiver = job.schedule == "logs"
     if not is_archiver:
         argv = [*argv, "--tag", service_tag(service), "--tag", source_tag(service, source.name)]
+        if standby_source(policy, service) == source.name:  # whichever node is primary now
+            argv += ["--standby", service]
     return [JobCommand(["--json", *argv], env, repo)]
 
 

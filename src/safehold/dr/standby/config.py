@@ -28,6 +28,7 @@ __all__ = [
     "node_file",
     "patroni_config",
     "resolve_setup",
+    "standby_source",
     "write_configs",
 ]
 
@@ -71,6 +72,15 @@ class StandbySetup:
         ]
 
 
+def standby_source(policy: Policy, service: str) -> str | None:
+    """The PostgreSQL source the service's hot standby runs, if it has one (None: no
+    standby, or an application pair alone)."""
+    own = policy.services[service]
+    if own.standby is None:
+        return None
+    return own.standby.source or next((s.name for s in own.sources if s.kind == "postgres"), None)
+
+
 def resolve_setup(policy: Policy, service: str) -> StandbySetup:
     if service not in policy.services:
         known = ", ".join(policy.services)
@@ -78,11 +88,8 @@ def resolve_setup(policy: Policy, service: str) -> StandbySetup:
     own = policy.services[service]
     if own.standby is None:
         raise InvalidArgument(f"service {service} has no [services.{service}.standby] table")
-    source = own.standby.source or next(
-        (s.name for s in own.sources if s.kind == "postgres"), None
-    )  # None: an application pair alone
     repository = policy.repositories[policy.repository_of(service)]
-    return StandbySetup(service, source, own.standby, repository)
+    return StandbySetup(service, standby_source(policy, service), own.standby, repository)
 
 
 def patroni_config(setup: StandbySetup, node: StandbyNode) -> dict[str, Any]:
@@ -115,9 +122,13 @@ def patroni_config(setup: StandbySetup, node: StandbyNode) -> dict[str, Any]:
         ],
     }
     if s.archive:
-        # wal-push --primary: a timeline this node creates when promoted is production's
+        # wal-push --primary: a timeline this node creates when promoted is production's.
+        # archive_mode always: replicas archive what they receive too, so a segment the
+        # primary completed but had not archived when it died is archived all the same
+        # (with "on" a replica marks streamed segments done: a gap after the failover);
+        # the same segment pushed by two nodes has the same bytes and is accepted
         push = shlex.join([*safehold, "--quiet", "pg", "wal-push", "--primary"])
-        parameters |= {"archive_mode": "on", "archive_command": f"{push} %p"}
+        parameters |= {"archive_mode": "always", "archive_command": f"{push} %p"}
         # a replica that fell behind catches up from the archive, then streams again
         fetch = shlex.join([*safehold, "--quiet", "pg", "wal-fetch"])
         postgresql["recovery_conf"] = {"restore_command": f"{fetch} %f %p"}

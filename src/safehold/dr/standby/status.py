@@ -20,10 +20,23 @@ from typing import Any
 from safehold.dr.standby.app_status import AppStatus, app_status
 from safehold.dr.standby.config import StandbySetup
 from safehold.dr.standby.policy import StandbyNode
+from safehold.errors import SafeholdError
 
-__all__ = ["NodeStatus", "StandbyStatus", "node_url", "patroni_state", "standby_status"]
+__all__ = [
+    "NoPrimary",
+    "NodeStatus",
+    "StandbyStatus",
+    "current_primary",
+    "node_url",
+    "patroni_state",
+    "standby_status",
+]
 
 REST_TIMEOUT = 3.0
+
+
+class NoPrimary(SafeholdError):
+    """the hot standby of {0} has no primary to back up now: {1}"""
 
 
 @dataclass
@@ -166,3 +179,12 @@ def _problems(status: StandbyStatus, primaries: int) -> list[str]:
     if status.synchronous_mode and status.primary is not None and status.sync_standby is None:
         problems.append("no synchronous standby: Patroni cannot fail over without losing commits")
     return problems
+
+
+def current_primary(setup: StandbySetup) -> StandbyNode:
+    """The node Patroni runs as primary now: where the service's base backups are taken,
+    whichever node that is after a failover."""
+    status = standby_status(setup)
+    if status.primary is None:
+        raise NoPrimary(setup.service, "; ".join(status.problems))
+    return setup.node(status.primary)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from safehold.errors import NotFound
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 from safehold.sources.postgres.catalog import backups_of
-from safehold.sources.postgres.walarchive import PREFIX, WalMissing, fetch_wal
+from safehold.sources.postgres.walarchive import PREFIX, REFUSED_SUFFIX, WalMissing, fetch_wal
 from safehold.sources.postgres.walnames import WalName, parse_lsn, parse_wal_name
 from safehold.storage.base import ObjectStore
 
@@ -41,6 +42,7 @@ __all__ = [
     "parse_history",
     "production_lineage",
     "read_archive",
+    "timeline_to_claim",
 ]
 
 CLAIM_SUFFIX = ".lineage"
@@ -131,24 +133,40 @@ def claim_timeline(repo: Repository, system_id: str, timeline: int) -> bool:
     return repo.put_log_file(claim_key(system_id, timeline), doc.encode())
 
 
+def timeline_to_claim(pgdata: str, name: str) -> int | None:
+    """The timeline a primary's push of ``name`` claims: a history file's, unless the
+    cluster is a standby (``standby.signal``) re-archiving what it received under
+    ``archive_mode = always``: only the node promoted creates a timeline."""
+    parsed = parse_wal_name(name)
+    if parsed is None or parsed.kind != "history":
+        return None
+    if os.path.exists(os.path.join(pgdata, "standby.signal")):
+        return None
+    return parsed.timeline
+
+
 @dataclass(frozen=True)
 class WalArchive:
-    """One listing of a cluster's ``wal/<system id>/``: its WAL files and timeline claims."""
+    """One listing of a cluster's ``wal/<system id>/``: its WAL files, timeline claims and
+    the keys of refused pushes (walarchive.py)."""
 
     files: list[WalName]
     claims: list[int]
+    refusals: list[str] = field(default_factory=list)
 
 
 def read_archive(store: ObjectStore, system_id: str) -> WalArchive:
-    files, claims = [], []
+    files, claims, refusals = [], [], []
     for info in store.list(f"{PREFIX}{system_id}/"):
         name = info.key.rsplit("/", 1)[-1]
         if name.endswith(CLAIM_SUFFIX):
             with contextlib.suppress(ValueError):
                 claims.append(int(name.removesuffix(CLAIM_SUFFIX), 16))
+        elif name.endswith(REFUSED_SUFFIX):
+            refusals.append(info.key)
         elif (parsed := parse_wal_name(name)) is not None:
             files.append(parsed)
-    return WalArchive(files, sorted(claims))
+    return WalArchive(files, sorted(claims), sorted(refusals))
 
 
 def production_lineage(

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from safehold.repo.repository import Repository
-from safehold.sources.postgres.lineage import claim_timeline
+from safehold.sources.postgres.lineage import claim_timeline, timeline_to_claim
 from safehold.sources.postgres.spool import ERROR, HEARTBEAT, OK
 from safehold.sources.postgres.walarchive import push_wal
-from safehold.sources.postgres.walnames import parse_wal_name, read_system_id
+from safehold.sources.postgres.walnames import read_system_id
 
 __all__ = ["WalPusher"]
 
@@ -90,10 +90,11 @@ class WalPusher:
         try:
             with open(os.path.join(self.pgdata, "pg_wal", name), "rb") as f:
                 data = f.read()
-            push_wal(self.repo, self.system_id, name, data)
-            parsed = parse_wal_name(name)
-            if self.primary and parsed is not None and parsed.kind == "history":
-                claim_timeline(self.repo, self.system_id, parsed.timeline)
+            if push_wal(self.repo, self.system_id, name, data) == "refused-partial":
+                log.warning("%s differs from the archived copy, which is kept: refused", name)
+            claim = timeline_to_claim(self.pgdata, name) if self.primary else None
+            if claim is not None:
+                claim_timeline(self.repo, self.system_id, claim)
         except Exception as exc:  # reported to the archive_command, retried later
             self._failed_at[name] = time.monotonic()
             log.warning("cannot archive %s: %s", name, exc)

@@ -28,7 +28,7 @@ from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
 from safehold.sources import external
 from safehold.sources.postgres.catalog import RecoveryTarget
-from safehold.sources.postgres.physical import PostgresError
+from safehold.sources.postgres.physical import PostgresError, shown
 from safehold.sources.postgres.status import wal_gaps_after
 
 __all__ = [
@@ -288,12 +288,32 @@ def _query_state(conninfo: str) -> dict[str, Any] | None:
                 " pg_last_wal_replay_lsn()::text, CASE WHEN pg_is_in_recovery() THEN NULL"
                 " ELSE pg_walfile_name(pg_current_wal_lsn()) END"
             ).fetchone()
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        if _refused_login(exc):  # the server is up and says no: waiting cannot help
+            raise PostgresError(
+                f"the restored cluster refuses the connection that watches its recovery"
+                f" ({shown(conninfo)}): {_server_said(exc)}; it runs with the pg_hba.conf of"
+                " the backup: give --connect-host (and PGPASSWORD) that it accepts"
+            ) from None
         return None
     assert row is not None
     # the timeline written now (after a promotion the checkpoint may still name the old one)
     timeline = int(row[3][:8], 16) if row[3] else None
     return {"in_recovery": row[0], "replay_time": row[1], "lsn": row[2], "timeline": timeline}
+
+
+LOGIN_REFUSED = ("authentication failed", "no pg_hba.conf entry", "no password supplied")
+
+
+def _refused_login(exc: psycopg.Error) -> bool:
+    text = str(exc)
+    return any(reason in text for reason in LOGIN_REFUSED)
+
+
+def _server_said(exc: psycopg.Error) -> str:
+    """The server's words in a failed connection's message (after libpq's preamble)."""
+    text = " ".join(str(exc).split())
+    return text.rsplit("FATAL: ", 1)[-1] if "FATAL: " in text else text
 
 
 def _recovery_failure(result: RecoveryResult, repo: Repository, log_path: str) -> PostgresError:

@@ -11,6 +11,7 @@ each gap and the newest one.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -27,9 +28,14 @@ from safehold.sources.postgres.lineage import (
     production_lineage,
     read_archive,
 )
-from safehold.sources.postgres.walarchive import fetch_wal, list_system_ids
+from safehold.sources.postgres.walarchive import REFUSED_SUFFIX, fetch_wal, list_system_ids
 from safehold.sources.postgres.waldump import segment_commits
-from safehold.sources.postgres.walnames import DEFAULT_SEGMENT_SIZE, WalName, segment_name
+from safehold.sources.postgres.walnames import (
+    DEFAULT_SEGMENT_SIZE,
+    WalName,
+    parse_wal_name,
+    segment_name,
+)
 
 __all__ = ["ClusterStatus", "cluster_status", "pg_bin_dir", "segment_runs", "wal_gaps_after"]
 
@@ -50,6 +56,8 @@ class ClusterStatus:
     lineage_recorded: bool = False
     other_timelines: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # pushes refused (conflicts)
+    archiving_stuck_on: str | None = None  # a refused segment nothing newer followed
     gaps: list[dict[str, Any]] = field(default_factory=list)
     windows: list[dict[str, Any]] = field(default_factory=list)
     newest_wal_time: str | None = None
@@ -181,6 +189,9 @@ def cluster_status(
         for t in lineage.others
         if t > lineage.timeline
     ]
+    status.refused = [_refusal(repo, key) for key in archive.refusals]
+    status.warnings += [_refusal_warning(r) for r in status.refused]
+    status.archiving_stuck_on = _stuck_on(archive.refusals, lineage, by_segno, seg_size)
     if verify:
         status.corrupt = _drop_unreadable(repo, system_id, dict(by_segno), by_segno)
     for b in backups:
@@ -230,6 +241,51 @@ def cluster_status(
                 ((now or datetime.now(UTC)) - newest).total_seconds(), 1
             )
     return status
+
+
+def _stuck_on(
+    refusals: list[str], lineage: Lineage, by_segno: dict[int, WalName], seg_size: int
+) -> str | None:
+    """A refused segment of production's lineage with no newer segment archived after it:
+    the cluster pushing it is stuck there (PostgreSQL archives in order) and, if it is
+    production, its recovery point no longer moves."""
+    newest = max(by_segno, default=-1)
+    for key in refusals:
+        name = key.rsplit("/", 1)[-1].removesuffix(REFUSED_SUFFIX).rsplit(".", 1)[0]
+        parsed = parse_wal_name(name)
+        if parsed is None or parsed.kind != "segment":
+            continue
+        segno = parsed.segno(seg_size)
+        if parsed.timeline == lineage.timeline_of_segment(segno, seg_size) and segno >= newest:
+            return name
+    return None
+
+
+def _refusal(repo: Repository, key: str) -> dict[str, Any]:
+    """A refused push's record (walarchive.record_refusal)."""
+    try:
+        doc: dict[str, Any] = json.loads(repo.get_log_file(key))
+    except (SafeholdError, ValueError) as exc:
+        return {"record": key, "error": str(exc)}
+    return doc | {"record": key}
+
+
+def _refusal_warning(refusal: dict[str, Any]) -> str:
+    name = refusal.get("name")
+    if name is None:
+        return f"{refusal['record']}: a record of a refused push cannot be read"
+    if name.endswith(".partial"):
+        after = "recovery never reads a .partial, archiving went on"
+    else:
+        after = (
+            "PostgreSQL retries it and archives nothing after it until it is resolved: is a"
+            " second cluster running with this system identifier, or is the segment damaged?"
+        )
+    return (
+        f"a push of {name} from host {refusal.get('host')} was refused at"
+        f" {refusal.get('refused_at')}: its content differs from the archived copy, which is"
+        f" kept; {after}"
+    )
 
 
 def _lineage_name(lineage: Lineage, segno: int, seg_size: int) -> str:
