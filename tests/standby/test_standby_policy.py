@@ -153,8 +153,24 @@ def test_plan_shows_the_standby() -> None:
     plan = build_plan(parse_policy(VALID), datetime(2026, 12, 6, tzinfo=UTC), 1)
     text = render_plan(plan, "safehold.toml")
     assert "  standby (Patroni scope db, etcd 10.0.0.1:2379, 10.0.0.2:2379" in text
+    assert "10.0.0.3:2379): asynchronous, watchdog automatic" in text
     assert "HAProxy writes 127.0.0.1:5000, reads 127.0.0.1:5001; checks every 1s (200ms" in text
     assert "    node pg2: 10.0.0.2:5432 (REST 8008) data /srv/pg2" in text
     doc = plan_document(plan)["services"][0]["standby"]
     assert doc["ttl"] == 20 and doc["scope"] == "db" and len(doc["nodes"]) == 2
     assert doc["check_down_interval"] == 0.2 and doc["check_interval"] == 1
+
+
+def test_patroni_watchdog_mode() -> None:
+    """A frozen primary's Patroni (tests/standby/test_split_brain.py) is stopped for good
+    only by a watchdog: its mode is written into each node's file, a wrong one refused."""
+    setup = resolve_setup(parse_policy(VALID), "db")
+    assert patroni_config(setup, setup.node("pg1"))["watchdog"] == {"mode": "automatic"}
+    text = VALID.replace("read_port = 5001", 'read_port = 5001\nwatchdog = "required"')
+    setup = resolve_setup(parse_policy(text), "db")
+    assert patroni_config(setup, setup.node("pg1"))["watchdog"] == {"mode": "required"}
+    [problem] = problems(VALID.replace("read_port = 5001", 'read_port = 5001\nwatchdog = "on"'))
+    assert problem == (
+        "safehold.toml:16: services.db.standby.watchdog: expected 'off', 'automatic' or"
+        " 'required', got string 'on'"
+    )

@@ -121,7 +121,11 @@ def status_cmd(ctx: typer.Context, service: ServiceArg, config: ConfigOpt = None
         else [
             f"standby of {service} (Patroni scope {status.scope}): primary {primary},"
             f" timeline {status.timeline}"
-            + (f", synchronous standby {status.sync_standby}" if status.synchronous_mode else "")
+            + (
+                f", synchronous standby {status.sync_standby or 'NONE'}"
+                if status.synchronous_mode
+                else ""
+            )
         ]
     )
     for node in status.nodes:

@@ -160,6 +160,7 @@ def patroni_config(setup: StandbySetup, node: StandbyNode) -> dict[str, Any]:
             "initdb": [{"encoding": "UTF8"}, "data-checksums"],
         },
         "postgresql": postgresql,
+        "watchdog": {"mode": s.watchdog},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
 

@@ -43,7 +43,9 @@ __all__ = [
     "DrillFailed",
     "FailoverDrillReport",
     "SavedReport",
+    "Writer",
     "gaps",
+    "kill_node",
     "run_failover_drill",
     "save_report",
     "wait_until",
@@ -79,19 +81,23 @@ class FailoverDrillReport:
 
 
 @dataclass
-class _Writer:
+class Writer:
+    """Commits one row at a time into ``table`` and records each acknowledged commit."""
+
     conninfo: str
+    table: str = TABLE
+    first_id: int = 1
     acked: list[tuple[int, int, float]] = field(default_factory=list)  # id, node port, when
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        next_id, conn = 1, None
+        next_id, conn = self.first_id, None
         while not self.stop.is_set():
             try:
                 if conn is None:
                     conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=1)
                 row = conn.execute(
-                    f"INSERT INTO {TABLE} (id) VALUES (%s) RETURNING inet_server_port()",
+                    f"INSERT INTO {self.table} (id) VALUES (%s) RETURNING inet_server_port()",
                     (next_id,),
                 ).fetchone()
                 if row is not None:
@@ -120,7 +126,7 @@ def wait_until(what: str, check: Any, timeout: float) -> Any:
     raise DrillFailed(f"{what}: not within {timeout:.0f} s")
 
 
-def _kill_node(node: StandbyNode) -> None:
+def kill_node(node: StandbyNode) -> None:
     """SIGKILL the node's Patroni and its postgres with every child, in one go."""
     patroni = listening_pids(node.rest_port)
     postmaster = listening_pids(node.port)
@@ -132,22 +138,6 @@ def _kill_node(node: StandbyNode) -> None:
     for pid in sorted({*patroni, *process_tree(postmaster)}):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _sync_standby(setup: StandbySetup, primary: StandbyNode) -> str | None:
-    """The replica Patroni's /sync key names: only it may be promoted. Patroni sets
-    synchronous_standby_names a loop before it writes the key, so PostgreSQL's own view
-    (pg_stat_replication) is not enough (../shared/LAB-HA-BROWSER-FUSE.md §2(c))."""
-    for node in setup.standby.nodes:
-        if node.name == primary.name:
-            continue
-        try:
-            with urllib.request.urlopen(node_url(node, "/sync"), timeout=3) as resp:
-                if resp.status == 200:
-                    return node.name
-        except OSError:  # 503: not the synchronous standby (yet); or not answering
-            continue
-    return None
 
 
 def _switchover(node: StandbyNode, leader: str, candidate: str) -> None:
@@ -200,8 +190,10 @@ def run_failover_drill(
     old = setup.node(status.primary)
     candidates = [n.name for n in status.nodes if n.name != old.name and n.streaming]
     if setup.standby.synchronous_mode:
+        # only the replica Patroni's /sync key names may be promoted: killing the primary
+        # before the key names one leaves the cluster without a primary (status.py)
         candidates = [
-            wait_until("a synchronous standby", lambda: _sync_standby(setup, old), timeout)
+            wait_until("a synchronous standby", lambda: standby_status(setup).sync_standby, timeout)
         ]
     report = FailoverDrillReport(
         setup.service, setup.scope, mode, datetime.now(UTC).isoformat(), old.name
@@ -209,7 +201,7 @@ def run_failover_drill(
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY)")
-    writer = _Writer(conninfo)
+    writer = Writer(conninfo)
     thread = threading.Thread(target=writer.run, daemon=True)
     thread.start()
     try:
@@ -217,7 +209,7 @@ def run_failover_drill(
         disrupted = time.monotonic()
         report.disrupted_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         if mode == "kill":
-            _kill_node(old)
+            kill_node(old)
         else:
             _switchover(old, old.name, candidates[0])
         first = wait_until(

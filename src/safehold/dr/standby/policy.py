@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
@@ -96,6 +96,9 @@ class Standby(PolicyModel):
     write_port: Port | None = None
     read_port: Port | None = None  # reads spread over the streaming replicas
     synchronous_mode: bool = False
+    # Patroni's watchdog.mode: with /dev/watchdog writable by Patroni, a primary whose
+    # Patroni stops (frozen, hung) resets its host before its leader key can expire
+    watchdog: Literal["off", "automatic", "required"] = "automatic"
     ttl: PositiveInterval = timedelta(seconds=PATRONI_MIN_TTL)
     loop_wait: PositiveInterval = timedelta(seconds=2)
     retry_timeout: PositiveInterval = timedelta(seconds=9)
@@ -297,7 +300,8 @@ def _postgres_lines(standby: Standby, service: str) -> list[str]:
     sync = "synchronous" if s.synchronous_mode else "asynchronous"
     reads = f", reads {s.listen}:{s.read_port}" if s.read_port is not None else ""
     lines = [
-        f"  standby (Patroni scope {s.scope or service}, etcd {', '.join(s.etcd)}): {sync}",
+        f"  standby (Patroni scope {s.scope or service}, etcd {', '.join(s.etcd)}): {sync},"
+        f" watchdog {s.watchdog}",
         f"    HAProxy writes {s.listen}:{s.write_port}{reads}; checks every"
         f" {_text(s.check_interval)} ({_text(s.check_down_interval)} while down), down after"
         f" {s.check_fall}, up after {s.check_rise}",

@@ -1,8 +1,11 @@
 """What a standby cluster looks like now, read from each node's Patroni REST API.
 
 ``GET /patroni`` on a node gives its role, state, timeline and WAL positions; the
-primary's also lists the standbys connected to it (pg_stat_replication, with
-``sync_state``). A replica's lag in bytes is the primary's WAL position minus what the
+primary's also lists the standbys connected to it (pg_stat_replication). Under
+synchronous_mode the synchronous standby is the replica Patroni's ``/sync`` key names (a
+replica's document then says ``sync_standby``), not the one PostgreSQL calls ``sync``:
+Patroni sets synchronous_standby_names first and writes the key a loop later, and promotes
+only the replica the key names. A replica's lag in bytes is the primary's WAL position minus what the
 replica replayed; in seconds, the age of the last commit it replayed when it is behind
 (0 when it has replayed everything). Nothing here decides anything: Patroni does. An
 application pair's instances are read by app_status.py into ``StandbyStatus.app``.
@@ -146,8 +149,8 @@ def _cluster_status(setup: StandbySetup) -> StandbyStatus:
         result.primary, result.timeline = primary.name, primary.timeline
         position = (doc.get("xlog") or {}).get("location")
         connected = {r.get("application_name"): r for r in doc.get("replication") or []}
-        sync = [n for n, r in connected.items() if r.get("sync_state") in ("sync", "quorum")]
-        result.sync_standby = sync[0] if sync else None
+        named = [s.name for s, d in read if s is not primary and d.get("sync_standby")]
+        result.sync_standby = named[0] if named else None
         for status, node_doc in read:
             if status is primary or not status.reachable:
                 continue
