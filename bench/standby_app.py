@@ -12,9 +12,12 @@ from the kill to the first request answered by the passive.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,11 @@ from typing import Any
 
 from bench.standby_run import spread
 from tests.service.daemon_helpers import SAFEHOLD, clean_env
-from tests.standby.app_pair import pair_policy, running_pair
+from tests.standby.app_pair import AppPairLab, pair_policy, running_pair
+
+from safehold.dr.load import load_policy
+from safehold.dr.standby.app_drill import RequestClient
+from safehold.dr.standby.drill import gaps, wait_until
 
 SETTLE_SECONDS = 3.0  # after the active is back, so a run starts from a quiet pair
 
@@ -72,6 +79,50 @@ def _drill(config: Path) -> dict[str, Any]:
     return report
 
 
+def _hang_run(lab: AppPairLab) -> dict[str, Any]:
+    """SIGSTOP the active while requests flow; when the passive answered, how many failed."""
+    policy = load_policy(str(lab.config)).services["web"].standby
+    assert policy is not None and policy.app is not None
+    client = RequestClient(policy.app)
+    thread = threading.Thread(target=client.run, daemon=True)
+    thread.start()
+    try:
+        wait_until("requests", lambda: client.answered_by("web1", 0), 30)
+        stopped = time.monotonic()
+        os.kill(lab.pid("web1"), signal.SIGSTOP)
+        first = wait_until("web2 answering", lambda: client.answered_by("web2", stopped), 60)
+        time.sleep(1.0)
+        os.kill(lab.pid("web1"), signal.SIGCONT)
+        resumed = time.monotonic()
+        back = wait_until("web1 again", lambda: client.answered_by("web1", resumed), 60)
+    finally:
+        client.stop.set()
+        thread.join(15)
+    after = [a for a in client.answers if a.ended > stopped]
+    return {
+        "failover_seconds": round(first.ended - stopped, 3),
+        "longest_gap_seconds": round(gaps([a.ended for a in after if a.probe.ok], stopped), 3),
+        "failed_requests": sum(not a.probe.ok for a in after),
+        "requests": len(after),
+        "errors": [a.probe.error for a in after if not a.probe.ok][:3],
+        "back_seconds": round(back.ended - resumed, 3),
+    }
+
+
+def measure_hang(runs: int) -> str:
+    reports = []
+    with (
+        tempfile.TemporaryDirectory(prefix="safehold-bench-app-") as tmp,
+        running_pair(pair_policy(Path(tmp))) as lab,
+    ):
+        for i in range(runs):
+            time.sleep(SETTLE_SECONDS)
+            report = _hang_run(lab)
+            print(f"hang run {i + 1}: {report}", file=sys.stderr)
+            reports.append(report)
+    return _table([{"setup": "generated, active stopped (SIGSTOP)", "runs": reports}])
+
+
 def _failed(report: dict[str, Any]) -> str:
     return f"{report['failed_requests']}/{report['requests']}"
 
@@ -97,6 +148,10 @@ def measure_app(runs: int, json_out: Path | None) -> str:
         rows.append({"setup": name, "runs": reports})
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
+    return _table(rows)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| setup | runs | passive answers after the kill, s | longest gap, s"
         " | failed requests | active serving again after its start, s |",

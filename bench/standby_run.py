@@ -5,6 +5,7 @@ runs each, min / median / max.
     .venv/bin/python bench/standby_run.py --runs 3
     .venv/bin/python bench/standby_run.py --runs 3 --patroni-defaults   # also ttl 30 / loop_wait 10
     .venv/bin/python bench/standby_run.py --app --runs 5   # an application pair (bench/standby_app.py)
+    .venv/bin/python bench/standby_run.py --app --hang --runs 5   # its active hanging (SIGSTOP)
 
 Runs as root with the test suite's servers (tests/standby/cluster.py): a 3-member etcd,
 two PostgreSQL 15 nodes under Patroni 4, HAProxy from the generated configuration, all on
@@ -169,11 +170,12 @@ def main() -> None:
     parser.add_argument("--patroni-defaults", action="store_true", help="also: kill only")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--app", action="store_true", help="an application pair instead")
+    parser.add_argument("--hang", action="store_true", help="with --app: SIGSTOP, not kill")
     args = parser.parse_args()
     if args.app:
-        from bench.standby_app import measure_app
+        from bench.standby_app import measure_app, measure_hang
 
-        print(measure_app(args.runs, args.json_out))
+        print(measure_hang(args.runs) if args.hang else measure_app(args.runs, args.json_out))
         return
     rows = []
     for setup in args.setup or ["generated"]:

@@ -32,7 +32,7 @@ from safehold.dr.standby.drill import DrillFailed, gaps, wait_until
 from safehold.dr.standby.processes import listening_pids, process_tree
 from safehold.sources import external
 
-__all__ = ["AppFailoverReport", "run_app_failover_drill"]
+__all__ = ["AppFailoverReport", "RequestClient", "run_app_failover_drill"]
 
 REQUEST_TIMEOUT = 10.0  # HAProxy may hold a request for its retries: seconds, not one
 
@@ -66,7 +66,9 @@ class _Answer:
 
 
 @dataclass
-class _Client:
+class RequestClient:
+    """One request after the other through HAProxy's frontend, each one recorded."""
+
     app: AppPair
     answers: list[_Answer] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -156,7 +158,7 @@ def run_app_failover_drill(
         if app.failover_objective
         else None,
     )
-    client = _Client(app)
+    client = RequestClient(app)
     thread = threading.Thread(target=client.run, daemon=True)
     thread.start()
     try:
