@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from safehold.archive.extent import TreeTexts, check_extent, measure
-from safehold.archive.tree import Node, iter_entries, tree_nodes
+from safehold.archive.extent import TreeEntries, check_extent, measure
+from safehold.archive.tree import BadEntry, Node, iter_entries, tree_nodes, whole_nodes
 from safehold.errors import InvalidArgument, TooDeep
 from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
+
+Entries = Callable[[str], Iterable[Node | BadEntry]]  # a tree's entries, by its id
 
 __all__ = [
     "SizeStats",
@@ -49,12 +51,12 @@ def node_time(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
-def _nodes(
-    repo: Repository, tree_id: str | None, text: Callable[[str], str] | None = None
-) -> list[Node]:
+def _nodes(repo: Repository, tree_id: str | None, entries: Entries | None = None) -> list[Node]:
     if not tree_id:
         return []
-    return tree_nodes((text or repo.load_tree_text)(tree_id), f"tree {tree_id}")
+    if entries is not None:
+        return whole_nodes(entries(tree_id), f"tree {tree_id}")
+    return tree_nodes(repo.load_tree_text(tree_id), f"tree {tree_id}")
 
 
 def _split(path: str) -> list[bytes]:
@@ -82,19 +84,19 @@ def walk(
     repo: Repository,
     tree_id: str | None,
     prefix: bytes,
-    text: Callable[[str], str] | None = None,
+    entries: Entries | None = None,
 ) -> Iterator[tuple[bytes, Node]]:
-    """Every entry below a tree, depth first, with its absolute path (``text`` reads a
-    tree's document: ``repo.load_tree_text`` by default).
+    """Every entry below a tree, depth first, with its absolute path (``entries`` gives a
+    tree's parsed entries: read and parsed from the repository by default).
 
     Iterative, not recursive: a tree may be deeper than Python's recursion limit. A
     directory deeper than ``MAX_DEPTH`` levels ends the walk with an error (restore
     does not restore it either).
     """
-    stack = [(prefix, iter(_nodes(repo, tree_id, text)))]
+    stack = [(prefix, iter(_nodes(repo, tree_id, entries)))]
     while stack:
-        base, entries = stack[-1]
-        node = next(entries, None)
+        base, nodes = stack[-1]
+        node = next(nodes, None)
         if node is None:
             stack.pop()
             continue
@@ -103,7 +105,7 @@ def walk(
             raise TooDeep(os.fsdecode(path), MAX_DEPTH)
         yield path, node
         if node.type == "dir":
-            stack.append((path, iter(_nodes(repo, node.subtree, text))))
+            stack.append((path, iter(_nodes(repo, node.subtree, entries))))
 
 
 def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple[bytes, Node]]:
@@ -111,16 +113,16 @@ def walk_path(repo: Repository, snapshot: Snapshot, path: str) -> Iterator[tuple
     (``SnapshotTooLarge``) when shared trees make it expand past what the snapshot holds."""
     node = find_node(repo, snapshot, path) if path.rstrip("/") else None
     start = node.subtree if node is not None else snapshot.tree
-    texts = TreeTexts(repo.load_tree_text)
+    trees = TreeEntries(repo.load_tree_text)
     if start:
-        check_extent(snapshot, measure(lambda t: _nodes(repo, t, texts.keep), start), start)
+        check_extent(snapshot, measure(lambda t: _nodes(repo, t, trees.keep), start), start)
     if node is None:
-        yield from walk(repo, snapshot.tree, b"", texts.take)
+        yield from walk(repo, snapshot.tree, b"", trees.take)
         return
     base = os.fsencode(path.rstrip("/"))
     yield base, node
     if node.type == "dir":
-        yield from walk(repo, node.subtree, base, texts.take)
+        yield from walk(repo, node.subtree, base, trees.take)
 
 
 def diff_trees(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from safehold.archive.tree import Node
+from safehold.archive.tree import BadEntry, Node, iter_entries
 from safehold.errors import CorruptObject, SafeholdError, SnapshotTooLarge
 from safehold.repo.snapshot import Snapshot
 
@@ -20,7 +20,7 @@ __all__ = [
     "MAX_ENTRIES",
     "NOTHING_STORED",
     "Extent",
-    "TreeTexts",
+    "TreeEntries",
     "allowance",
     "bounded",
     "check_extent",
@@ -107,33 +107,39 @@ def allowance(snapshot: Snapshot | None, extent: Extent) -> int:
     return min(MAX_ENTRIES, declared + STORED_REPEATS * extent.stored + ENTRY_MARGIN)
 
 
-class TreeTexts:
-    """Tree documents read while measuring, kept (up to ``budget`` bytes) for the walk
-    that follows: measuring first then costs no second read of a snapshot's trees
-    unless they are large."""
+class TreeEntries:
+    """Trees parsed while measuring, kept for the walk that follows (up to ``budget``
+    bytes of their text; parsed, an entry takes about three times its text): measuring
+    first then costs no second read or parse of a snapshot's trees unless they are large.
+    """
 
-    def __init__(self, load: Callable[[str], str], budget: int = 32 << 20) -> None:
+    def __init__(self, load: Callable[[str], str], budget: int = 12 << 20) -> None:
         self._load = load
         self._budget = budget
-        self._texts: dict[str, str] = {}
+        self._kept: dict[str, tuple[list[Node | BadEntry], int]] = {}
 
-    def keep(self, tree_id: str) -> str:
-        """A tree's text for measuring, kept while the budget lasts."""
-        text = self._texts.get(tree_id)
-        if text is None:
-            text = self._load(tree_id)
-            if len(text) <= self._budget:
-                self._texts[tree_id] = text
-                self._budget -= len(text)
-        return text
+    def keep(self, tree_id: str) -> Iterable[Node | BadEntry]:
+        """A tree's entries for measuring, kept while the budget lasts; a larger tree is
+        parsed one entry at a time (``CorruptObject`` when the text is no tree at all)."""
+        kept = self._kept.get(tree_id)
+        if kept is not None:
+            return kept[0]
+        text = self._load(tree_id)
+        if len(text) > self._budget:
+            return iter_entries(text, f"tree {tree_id}")
+        entries = list(iter_entries(text, f"tree {tree_id}"))
+        self._kept[tree_id] = (entries, len(text))
+        self._budget -= len(text)
+        return entries
 
-    def take(self, tree_id: str) -> str:
-        """A tree's text for the walk: kept ones are handed over (and forgotten)."""
-        text = self._texts.pop(tree_id, None)
-        if text is None:
-            return self._load(tree_id)
-        self._budget += len(text)
-        return text
+    def take(self, tree_id: str) -> Iterator[Node | BadEntry]:
+        """A tree's entries for the walk: kept ones are handed over (and forgotten), others
+        read and parsed one at a time."""
+        kept = self._kept.pop(tree_id, None)
+        if kept is None:
+            return iter_entries(self._load(tree_id), f"tree {tree_id}")
+        self._budget += kept[1]
+        return iter(kept[0])
 
 
 def bounded(items: Iterable[T], limit: int, what: str) -> Iterator[T]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from safehold.archive.extent import (
     MAX_ENTRIES,
     NOTHING_STORED,
-    TreeTexts,
+    TreeEntries,
     allowance,
     check_extent,
     measure,
@@ -35,7 +35,7 @@ from safehold.archive.metadata import gid_for, uid_for
 from safehold.archive.progress import NullProgress, Progress
 from safehold.archive.restore_packs import PackRead, ReadLimits, TreePacks, plan_reads, read_blobs
 from safehold.archive.restore_select import Selection
-from safehold.archive.tree import BadEntry, Node, iter_entries, safe_name
+from safehold.archive.tree import BadEntry, Node, safe_name
 from safehold.errors import InvalidArgument, InvalidPath, SafeholdError, SnapshotTooLarge
 from safehold.repo.limits import MAX_DEPTH
 from safehold.repo.repository import Repository
@@ -161,7 +161,7 @@ class Restorer:
         self._batch = _Batch()
         self._in_flight: deque[_Batch] = deque()
         self._open_dirs: dict[int, _OpenDir] = {}  # by fd: closed at the end, however it ends
-        self._texts = TreeTexts(self._tree_loader())
+        self._trees = TreeEntries(self._tree_loader())
         self.stats = RestoreStats()
 
     def restore(self, tree_id: str, target: str, snapshot: Snapshot | None = None) -> RestoreStats:
@@ -274,8 +274,7 @@ class Restorer:
     def _entries(self, tree_id: str, path: bytes) -> Iterator[Node]:
         """A tree's usable entries, read one at a time; the bad ones (malformed, a repeated
         name) are reported, the first few by name and the rest in one line."""
-        entries = iter_entries(self._texts.take(tree_id), f"tree {tree_id}")
-        return self._reporting(entries, path)
+        return self._reporting(self._trees.take(tree_id), path)
 
     def _reporting(self, entries: Iterator[Node | BadEntry], path: bytes) -> Iterator[Node]:
         more = 0
@@ -294,7 +293,7 @@ class Restorer:
 
     def _nodes(self, tree_id: str) -> Iterator[Node]:
         """The usable nodes of a tree, for measuring it."""
-        for entry in iter_entries(self._texts.keep(tree_id), f"tree {tree_id}"):
+        for entry in self._trees.keep(tree_id):
             if isinstance(entry, Node):
                 yield entry
 

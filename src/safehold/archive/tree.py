@@ -10,7 +10,7 @@ import base64
 import json
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,6 +29,7 @@ __all__ = [
     "node_doc",
     "safe_name",
     "tree_nodes",
+    "whole_nodes",
 ]
 
 NODE_TYPE_OF_MODE = {
@@ -173,8 +174,13 @@ def iter_entries(text: str, what: str) -> Iterator[Node | BadEntry]:
 
 def tree_nodes(text: str, what: str) -> list[Node]:
     """The nodes of a tree that must be whole (ls, find, diff): any bad entry refuses it."""
+    return whole_nodes(iter_entries(text, what), what)
+
+
+def whole_nodes(entries: Iterable[Node | BadEntry], what: str) -> list[Node]:
+    """The nodes of a tree's parsed entries, refused at its first bad entry."""
     nodes = []
-    for item in iter_entries(text, what):
+    for item in entries:
         if isinstance(item, BadEntry):
             _refuse([item], what)
         else:
