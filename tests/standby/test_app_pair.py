@@ -79,11 +79,19 @@ def test_a_tcp_pair_checked_by_connection(tmp_path: Path) -> None:
     with running_pair(lab):
         cfg = (lab.out / "haproxy.cfg").read_text()
         assert "    mode tcp\n" in cfg and "httpchk" not in cfg
+        pair = load_policy(str(lab.config)).services["web"].standby
+        assert pair is not None and pair.app is not None
+        lab.kill("web2")
+        alone = app_status(pair.app)
+        assert alone.serving == "web1"
+        assert alone.problems()[-1] == "no healthy passive: web1 runs alone"
+        lab.start("web2")
+        haproxy = lab.haproxy
+        assert haproxy is not None  # web2 back in HAProxy's eyes (rise 2) before the kill
+        wait_for("web2 up", lambda: "web2" in haproxy.servers_up("web_app"), 30)
         lab.kill("web1")
         answers = requests_until_served_by(lab, "web2")
         assert answers.count(None) <= 1, answers
-        pair = load_policy(str(lab.config)).services["web"].standby
-        assert pair is not None and pair.app is not None
         down = app_status(pair.app)
         # nothing names the serving instance through a TCP frontend: HAProxy's rule then
         assert down.serving == "web2" and not down.instances[0].healthy
