@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safehold.dr.standby.processes import listening_pids
 from tests.servers import free_ports
 from tests.standby.servers import HAProxy, stop_pid, wait_for
 
@@ -52,7 +53,9 @@ class AppPairLab:
         return int(self.pidfiles[name].read_text())
 
     def kill(self, name: str) -> None:
+        """SIGKILL, returning once its port is closed (a dying process still accepts)."""
         os.kill(self.pid(name), signal.SIGKILL)
+        wait_for(f"{name}'s port closed", lambda: not listening_pids(self.ports[name]), 10)
 
     def instance_answers(self, name: str) -> bool:
         url = f"http://127.0.0.1:{self.ports[name]}/health"
