@@ -10,7 +10,9 @@ off, WAL archived by `safehold pg wal-push`): `pgbench -i` at the scale given, a
 `pg_basebackup -X stream -c fast`, each into a new data directory removed afterwards.
 The primary's CPU is the user + system time of its postmaster and every child, the
 children that exited during the run included (the postmaster reaps them), read by psutil
-before and after. The tool's own CPU (safehold, pg_basebackup) is its rusage.
+before and after; its reads are what its processes read (files and sockets, the page
+cache included), sampled every 0.2 s. The tool's own CPU (safehold, pg_basebackup) is its
+rusage.
 """
 
 from __future__ import annotations
@@ -49,21 +51,42 @@ def primary_cpu(postmaster: int) -> float:
     return total
 
 
+def reads(postmaster: int) -> dict[int, int]:
+    """Bytes each child of the postmaster has read (files and sockets, page cache too)."""
+    read = {}
+    for child in psutil.Process(postmaster).children():
+        try:
+            read[child.pid] = child.io_counters().read_chars
+        except psutil.NoSuchProcess:
+            continue
+    return read
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
 def timed(argv: list[str | Path], primary: PgCluster) -> dict[str, float]:
-    """Run ``argv``: its wall time, its CPU, and the primary's CPU meanwhile."""
+    """Run ``argv``: its wall time, its CPU, and the primary's CPU and reads meanwhile
+    (sampled every 0.2 s: a walsender's reads are lost when it exits)."""
     postmaster = primary.pid()
     assert postmaster is not None
     cpu_before, tool_before = primary_cpu(postmaster), children_cpu()
+    before = reads(postmaster)
+    read: dict[int, int] = {}  # pid: what it read since the start, when last seen
     start = time.monotonic()
-    subprocess.run([str(a) for a in argv], check=True, capture_output=True)
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL)
+    while proc.poll() is None:
+        for pid, total in reads(postmaster).items():
+            read[pid] = total - before.get(pid, 0)
+        time.sleep(0.2)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} exited {proc.returncode}")
     return {
         "seconds": round(time.monotonic() - start, 2),
         "primary_cpu_seconds": round(primary_cpu(postmaster) - cpu_before, 2),
+        "primary_read_gb": round(sum(read.values()) / 1e9, 2),
         "tool_cpu_seconds": round(children_cpu() - tool_before, 2),
         "load_average": round(os.getloadavg()[0], 1),
     }
@@ -110,13 +133,16 @@ def main() -> None:
     if args.json_out:
         args.json_out.write_text(json.dumps({"cluster_bytes": size, "runs": runs}, indent=2))
     print(f"cluster {size / 1e9:.2f} GB (pgbench -i -s {args.scale}), {args.rounds} rounds")
-    print("| method | wall, s | primary's PostgreSQL CPU, s | the tool's CPU, s | load average |")
-    print("|---|---|---|---|---|")
+    print(
+        "| method | wall, s | primary's PostgreSQL CPU, s | primary's reads, GB"
+        " | the tool's CPU, s | load average |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, results in runs.items():
         cells = [
             " / ".join(f"{r[key]:.2f}" for r in results)
             + f" (median {statistics.median(r[key] for r in results):.2f})"
-            for key in ("seconds", "primary_cpu_seconds", "tool_cpu_seconds")
+            for key in ("seconds", "primary_cpu_seconds", "primary_read_gb", "tool_cpu_seconds")
         ]
         loads = [r["load_average"] for r in results]
         print(f"| {name} | {' | '.join(cells)} | {min(loads)}-{max(loads)} |")

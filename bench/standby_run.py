@@ -21,6 +21,7 @@ on the write port. The load average of the machine is recorded with each run.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -171,7 +172,12 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--app", action="store_true", help="an application pair instead")
     parser.add_argument("--hang", action="store_true", help="with --app: SIGSTOP, not kill")
+    parser.add_argument(
+        "--compile", action="store_true", help="write src/'s bytecode first, as pip does"
+    )
     args = parser.parse_args()
+    if args.compile:  # else, under PYTHONDONTWRITEBYTECODE, every restore_command compiles all
+        compileall.compile_dir(Path(__file__).resolve().parents[1] / "src", quiet=1)
     if args.app:
         from bench.standby_app import measure_app, measure_hang
 
