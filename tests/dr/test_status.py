@@ -319,6 +319,22 @@ def test_postgres_recovery_point_is_the_newest_archived_wal(
     assert again.recovery_point == source.recovery_point
     print(f"evaluate: {first_seconds:.3f} s, then {cached_seconds:.3f} s with the WAL time cached")
 
+    # a second node pushing other bytes under the newest archived name is refused; while
+    # nothing newer is archived, archiving is stuck there and status says so
+    [(newest,)] = cluster.sql("SELECT last_archived_wal FROM pg_stat_archiver")
+    rogue = tmp_path / "rogue"
+    (rogue / "global").mkdir(parents=True)
+    shutil.copy(cluster.pgdata / "global" / "pg_control", rogue / "global")
+    (rogue / "pg_wal").mkdir()
+    (rogue / "pg_wal" / newest).write_bytes(os.urandom(1024))
+    refused = pg_env.run("pg", "wal-push", f"pg_wal/{newest}", "--pgdata", rogue, check=False)
+    assert refused.returncode == 2
+    stuck = only_source(evaluate(policy, datetime.now(UTC), history))
+    assert stuck.problem is not None
+    assert stuck.problem.startswith(f"WAL archiving is stuck on {newest}: a push of it was refused")
+    cluster.wait_archived()  # production archives past it: not production that is stuck
+    assert only_source(evaluate(policy, datetime.now(UTC), history)).problem is None
+
 
 def test_replica_lag_is_the_age_of_its_newest_restorable_commit(
     pg_env: PgEnv,  # noqa: F811

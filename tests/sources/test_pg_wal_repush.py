@@ -19,7 +19,9 @@ from safehold.repo.repository import Repository
 from safehold.sources.postgres.lineage import read_archive
 from safehold.sources.postgres.pusher import WalPusher
 from safehold.sources.postgres.spool import ERROR
-from tests.conftest import CLI
+from safehold.sources.postgres.walarchive import fetch_wal
+from safehold.storage import LocalStore
+from tests.conftest import CLI, PASSWORD
 
 SYSTEM_ID = "7712345678901234999"
 SEGMENT = "000000010000000000000005"
@@ -41,9 +43,8 @@ def push(cli: CLI, pgdata: Path, name: str, data: bytes, *flags: str) -> Any:
     return cli.run("pg", "wal-push", f"pg_wal/{name}", "--pgdata", pgdata, *flags, check=False)
 
 
-def archived(cli: CLI, pgdata: Path, name: str) -> bytes:
-    cli.run("pg", "wal-fetch", name, "pg_wal/FETCHED", "--pgdata", pgdata)
-    return (pgdata / "pg_wal" / "FETCHED").read_bytes()
+def archived(cli: CLI, name: str) -> bytes:
+    return fetch_wal(Repository.open(LocalStore(cli.repo), PASSWORD), SYSTEM_ID, name)
 
 
 def pg_status(cli: CLI) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def test_identical_pushes_are_accepted_for_every_kind(cli: CLI, pgdata: Path) ->
         again = push(cli, pgdata, name, data, "--primary")
         assert again.returncode == 0, again.stderr
         assert again.stderr.decode() == f"safehold: {name} was already archived (same content)\n"
-        assert archived(cli, pgdata, name) == data
+        assert archived(cli, name) == data
     status = pg_status(cli)
     assert status["refused"] == [] and status["warnings"] == []
     assert status["timelines"] == [1, 2] and status["lineage"] == [1, 2]
@@ -81,7 +82,7 @@ def test_a_different_segment_is_refused_kept_and_reported(cli: CLI, pgdata: Path
         assert refused.returncode == 2
         lines = refused.stderr.decode().splitlines()
         assert len(lines) == 1 and "already archived with different content" in lines[0], lines
-    assert archived(cli, pgdata, SEGMENT) == original
+    assert archived(cli, SEGMENT) == original
     status = pg_status(cli)
     [refusal] = status["refused"]  # recorded once, however often it is retried
     assert refusal["name"] == SEGMENT and refusal["size"] == len(other) and refusal["host"]
@@ -104,7 +105,7 @@ def test_a_different_partial_is_refused_but_archiving_goes_on(cli: CLI, pgdata: 
     other = push(cli, pgdata, PARTIAL, os.urandom(8192), "--quiet")
     assert other.returncode == 0  # PostgreSQL goes on to the new timeline's segments
     assert "differs from the archived copy, which is kept" in other.stderr.decode()
-    assert archived(cli, pgdata, PARTIAL) == original
+    assert archived(cli, PARTIAL) == original
     [refusal] = pg_status(cli)["refused"]
     assert refusal["name"] == PARTIAL
 
@@ -120,7 +121,7 @@ def test_a_history_file_claims_only_from_the_promoted_node_and_a_different_one_i
     (pgdata / "standby.signal").unlink()
     refused = push(cli, pgdata, HISTORY, b"1\t0/6000000\tother\n", "--primary")
     assert refused.returncode == 2
-    assert archived(cli, pgdata, HISTORY) == original
+    assert archived(cli, HISTORY) == original
     status = pg_status(cli)
     assert status["lineage_recorded"] is False  # no claim made from the refused file
     assert [r["name"] for r in status["refused"]] == [HISTORY]

@@ -96,3 +96,13 @@ def switch_segments(conninfo: str, count: int) -> list[str]:
             assert row is not None
             names.append(str(row[0]))
     return names
+
+
+def archiver_of(conninfo: str) -> tuple[str, int]:
+    """(the last WAL file archived, how many pushes failed) from pg_stat_archiver."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver"
+        ).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])

@@ -28,6 +28,7 @@ from tests.sources.pg_fixtures import PgEnv
 from tests.standby.cluster import SUPERUSER_PASSWORD, Cluster, run_standby_cluster
 from tests.standby.commit_log import (
     CommitLog,
+    archiver_of,
     replayed_everything,
     rows_of,
     stop_archiver,
@@ -141,8 +142,15 @@ def test_archive_is_continuous_across_the_failover(
     assert commits.unarchived and set(commits.unarchived) <= archived, sorted(archived)
     assert "00000002.history" in archived
     assert any(n.startswith("00000001") and n.endswith(".partial") for n in archived), archived
+    assert pg["refused"] == [] and pg["archiving_stuck_on"] is None
     text = pg_env.run("pg", "status").stdout.decode()
     assert "timelines [1, 2]; production's lineage 1 -> 2" in text and "GAP" not in text
+    # pg1, a replica again, archives what it receives (archive_mode always): segments pg2
+    # has archived already, with the same bytes, accepted
+    [switched] = switch_segments(cluster.node_conninfo("pg2"), 1)
+    replica = cluster.node_conninfo("pg1")
+    wait_for(f"pg1 archives {switched}", lambda: archiver_of(replica)[0] >= switched, 60)
+    assert archiver_of(replica)[1] == 0  # no failed push
 
 
 @pytest.mark.parametrize("mark", ["before the failover", "after the failover"])

@@ -382,6 +382,22 @@ def log_recovery_point(
     return None, FROM_SNAPSHOT
 
 
+def _wal_stuck(repo: Repository, source: Source, snap: Snapshot) -> str | None:
+    """A refused WAL push that archiving has not got past (docs/postgres.md)."""
+    if source.kind != "postgres" or not snap.source.get("system_id"):
+        return None
+    from safehold.sources.postgres.catalog import segment_size_of
+    from safehold.sources.postgres.status import archiving_stuck_on
+
+    name = archiving_stuck_on(repo, str(snap.source["system_id"]), segment_size_of(snap))
+    if name is None:
+        return None
+    return (
+        f"WAL archiving is stuck on {name}: a push of it was refused (its content differs"
+        " from the archived copy); see `safehold pg status`"
+    )
+
+
 def _archives_logs(source: Source) -> bool:
     spec = source.effective_schedules().get("logs")
     return spec is not None and spec[0] == CONTINUOUS
@@ -412,6 +428,7 @@ def _fill_from_repository(
     if _archives_logs(source):
         try:
             moment, origin = log_recovery_point(repo, source, snap, history)
+            status.problem = _wal_stuck(repo, source, snap)
         except SafeholdError as exc:
             status.problem = f"archived logs unreadable: {_one_line(exc)}"
             return

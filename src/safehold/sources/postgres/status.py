@@ -37,7 +37,14 @@ from safehold.sources.postgres.walnames import (
     segment_name,
 )
 
-__all__ = ["ClusterStatus", "cluster_status", "pg_bin_dir", "segment_runs", "wal_gaps_after"]
+__all__ = [
+    "ClusterStatus",
+    "archiving_stuck_on",
+    "cluster_status",
+    "pg_bin_dir",
+    "segment_runs",
+    "wal_gaps_after",
+]
 
 LOOKBACK_SEGMENTS = 8
 
@@ -241,6 +248,16 @@ def cluster_status(
                 ((now or datetime.now(UTC)) - newest).total_seconds(), 1
             )
     return status
+
+
+def archiving_stuck_on(repo: Repository, system_id: str, seg_size: int) -> str | None:
+    """The segment the cluster's archiving is stuck on (``_stuck_on``), for `status`."""
+    archive = read_archive(repo.store, system_id)
+    if not archive.refusals:
+        return None
+    lineage = production_lineage(repo, system_id, archive=archive)
+    by_segno = lineage_segments(lineage, archive.files, seg_size)
+    return _stuck_on(archive.refusals, lineage, by_segno, seg_size)
 
 
 def _stuck_on(
