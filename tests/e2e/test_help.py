@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -35,6 +36,23 @@ def test_commands_are_grouped_in_order_and_descriptions_do_not_break() -> None:
     assert "the log archivers, the protection status" in daemon
     status = help_text("status")
     assert "5 at least one is not (a source never backed up" in status
+
+
+def test_help_leaves_the_commands_heavy_libraries_unimported() -> None:
+    """`safehold --help` lists every command without importing what only their work needs
+    (the policy's pydantic models, database clients, the web server, FUSE's ctypes)."""
+    probe = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        "sys.argv = ['safehold', '--help']\n"
+        "from safehold.cli.main import run\n"
+        "run()\n"
+    )
+    proc = subprocess.run([SAFEHOLD[0], "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Automation" in proc.stdout, proc.stderr
+    imported = {name.split(".")[0] for name in json.loads(proc.stderr.splitlines()[-1])}
+    heavy = {"pydantic", "psycopg", "fastapi", "uvicorn", "ctypes", "boto3"}
+    assert imported & heavy == set()
 
 
 def test_a_command_help_names_the_global_options_that_may_follow() -> None:

@@ -9,7 +9,6 @@ import typer
 from safehold.cli.app import app, settings
 from safehold.cli.output import out, print_json
 from safehold.cli.policy_file import ConfigOpt, load_config
-from safehold.dr.jobs import require_service
 
 __all__ = ["cut", "cuts"]
 
@@ -24,6 +23,7 @@ def cut(
     same moment: a consistent cut that `recover --at-cut` brings back (the daemon runs
     this on [services.NAME.recovery] cuts)."""
     from safehold.dr.cuts import record_cut
+    from safehold.dr.jobs import require_service  # pydantic: not for `safehold --help`
     from safehold.dr.status import open_policy_repository
 
     s = settings(ctx)
@@ -53,6 +53,7 @@ def cuts(
 ) -> None:
     """List the consistent cuts recorded for the policy's services, oldest first."""
     from safehold.dr.cuts import list_cuts
+    from safehold.dr.jobs import require_service
     from safehold.dr.status import open_policy_repository
 
     s = settings(ctx)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from safehold.archive.mount import SnapshotFS, load_fuse, serve
 from safehold.cli.app import app, settings
 from safehold.cli.output import print_json
 from safehold.cli.snapshots_cmd import HostOpt, PathOpt, TagOpt
@@ -35,6 +34,8 @@ def mount(
     ] = False,
 ) -> None:
     """Browse every snapshot as a read-only FUSE file system until umount, Ctrl-C or SIGTERM."""
+    from safehold.archive.mount import SnapshotFS, load_fuse, serve  # ctypes: not for --help
+
     s = settings(ctx)
     if not os.path.isdir(mountpoint):
         raise InvalidArgument(f"mount point {mountpoint} is not a directory")

@@ -19,8 +19,6 @@ from safehold.ops.prune import (
     still_retained,
 )
 from safehold.repo.repository import Repository
-from safehold.sources.mysql.retention import unneeded_binlogs
-from safehold.sources.postgres.retention import unneeded_wal
 
 __all__ = ["MaxUnusedOpt", "prune_command", "run_prune"]
 
@@ -54,6 +52,9 @@ def prune_command(
 
 def run_prune(s: Settings, repo: Repository, max_unused: float, dry_run: bool) -> None:
     """Plan, report, and unless ``dry_run`` carry out; shared with ``forget --prune``."""
+    from safehold.sources.mysql.retention import unneeded_binlogs  # not for `safehold --help`
+    from safehold.sources.postgres.retention import unneeded_wal
+
     plan = plan_prune(repo, max_unused)
     kept = repo.list_snapshots()
     logs = unneeded_wal(repo, kept) + unneeded_binlogs(repo, kept)  # older than any kept backup

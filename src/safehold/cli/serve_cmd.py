@@ -11,7 +11,6 @@ import typer
 from safehold.cli.app import app, settings
 from safehold.cli.output import err, print_json
 from safehold.cli.policy_file import ConfigOpt, load_config
-from safehold.dr.fields import OFF
 
 __all__ = ["DEFAULT_LISTEN", "serve"]
 
@@ -35,6 +34,7 @@ def serve(
     protection status, the daemon's job history, snapshots and replicas. Read-only: "back
     up now" needs the daemon ([daemon] http). Same security rules as the daemon's.
     """
+    from safehold.dr.fields import OFF  # pydantic: not for `safehold --help`
     from safehold.dr.policy_http import binding_problem
     from safehold.errors import InvalidArgument
     from safehold.service.http.server import build
