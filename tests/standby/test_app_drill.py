@@ -90,3 +90,29 @@ def test_a_missed_failover_objective_is_the_drill_outcome_and_a_standby_problem(
     assert later.outcome == "passed"
     save_local(later, state)
     assert failover_problem(state, "web") is None
+
+
+def test_a_drill_whose_passive_never_answers_says_so_and_starts_the_active_again(
+    tmp_path: Path,
+) -> None:
+    with running_pair(pair_policy(tmp_path)) as lab:
+        both = f"kill -KILL {lab.pid('web1')} {lab.pid('web2')}"  # the passive dies too
+        text = lab.config.read_text()
+        lab.config.write_text(
+            text.replace('role = "active"\n', f'role = "active"\nstop_command = "{both}"\n')
+        )
+        proc = subprocess.run(
+            [*SAFEHOLD, "--json", "standby", "failover-drill", "web", "-c", str(lab.config),
+             "--timeout", "5"],
+            capture_output=True, text=True, env=clean_env(), timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["stopped_by"] == f"stop_command {both!r}"
+        assert report["serving"] is None and report["failover_seconds"] is None
+        assert report["notes"][0].endswith(
+            "a request answered by a passive instance: not within 5 s"
+        )
+        assert report["failed_requests"] >= 1
+        assert report["active_back"] is True  # started again all the same
+        assert lab.served_by() == "web1"

@@ -100,8 +100,12 @@ def from_app_failover(
             "failover",
             None,
             failover.serving is not None,
-            f"{failover.serving} answered through HAProxy after {failover.failover_seconds} s;"
-            f" {failed}",
+            (
+                f"{failover.serving} answered through HAProxy after {failover.failover_seconds} s"
+                if failover.serving
+                else f"no passive answered: {'; '.join(failover.notes)}"
+            )
+            + f"; {failed}",
             figures={"failed_requests": failover.failed_requests, "requests": failover.requests},
         ),
         CheckResult(
