@@ -15,6 +15,7 @@ import pytest
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import load_policy
 from safehold.dr.schedule import JobId
+from safehold.dr.standby.processes import is_this_host
 from tests.service.daemon_helpers import SAFEHOLD, clean_env
 from tests.standby.patroni_stub import PatroniStub, patroni_stub, primary_doc, replica_doc
 from tests.standby.test_standby_watch import write_config
@@ -52,8 +53,8 @@ def test_backup_asks_patroni_for_the_primary(tmp_path: Path, stub: PatroniStub) 
     proc = backup(config)  # pg2 is primary; its /srv/pg2 is not on this host
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == [
-        "safehold: the primary pg2's data directory /srv/pg2 is not on this host: back up"
-        " from that host, or use method 'basebackup'"
+        "safehold: the primary pg2 (127.0.0.1, /srv/pg2) is not on this host: back up from"
+        " that host, or use method 'basebackup'"
     ]
     stub.docs["pg2"] = replica_doc("db", "pg2")  # nobody is primary (mid-failover)
     proc = backup(config)
@@ -62,3 +63,12 @@ def test_backup_asks_patroni_for_the_primary(tmp_path: Path, stub: PatroniStub) 
         "safehold: the hot standby of db has no primary to back up now: no primary: writes"
         " through HAProxy fail"
     ]
+
+
+def test_a_node_on_another_host_is_not_this_host() -> None:
+    """Nodes often share a data directory path and a port: only the address tells a
+    node of this host from one of another (a lowlevel backup there would read the local
+    replica's files while the remote primary ran pg_backup_start)."""
+    assert is_this_host("127.0.0.1") and is_this_host("localhost")
+    assert not is_this_host("192.0.2.1")  # TEST-NET-1: never an address of this machine
+    assert not is_this_host("node.invalid")

@@ -106,13 +106,15 @@ def backup(
 def _standby_primary(service: str, config: str | None, method: str) -> tuple[str, str, int]:
     """(data directory, host, port) of the node Patroni runs as the service's primary."""
     from safehold.dr.standby.config import resolve_setup
+    from safehold.dr.standby.processes import is_this_host
     from safehold.dr.standby.status import current_primary
 
     _, policy = load_config(config)
     node = current_primary(resolve_setup(policy, service))
-    if method == "lowlevel" and not os.path.isdir(node.pgdata):
+    # lowlevel reads the data directory here: the same path on a replica's host is not it
+    if method == "lowlevel" and not (is_this_host(node.host) and os.path.isdir(node.pgdata)):
         raise InvalidArgument(
-            f"the primary {node.name}'s data directory {node.pgdata} is not on this host:"
+            f"the primary {node.name} ({node.host}, {node.pgdata}) is not on this host:"
             " back up from that host, or use method 'basebackup'"
         )
     return node.pgdata, node.host, node.port

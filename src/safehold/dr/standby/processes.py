@@ -8,9 +8,10 @@ process holding it), so no PID file can be stale.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
-__all__ = ["listening_pids", "process_tree"]
+__all__ = ["is_this_host", "listening_pids", "process_tree"]
 
 _LISTEN = "0A"
 
@@ -68,3 +69,21 @@ def process_tree(roots: set[int]) -> set[int]:
             found.add(pid)
             todo += children.get(pid, [])
     return found
+
+
+def is_this_host(host: str) -> bool:
+    """Whether ``host`` names an address of this machine: binding to it succeeds only
+    then (no packet is sent). Nodes often share a data directory path and a port, so
+    neither tells a local node from a remote one."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    for family, kind, _, _, address in infos:
+        with socket.socket(family, kind) as probe:
+            try:
+                probe.bind((address[0], 0))
+            except OSError:
+                continue
+            return True
+    return False
