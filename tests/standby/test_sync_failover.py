@@ -77,6 +77,7 @@ def test_a_killed_primary_loses_no_acknowledged_commit(sync_standby: SyncStandby
             "a commit through HAProxy on the new primary",
             lambda: [a for a in writer.acked if a[1] == new_port and a[2] > killed][:1],
             120,
+            cluster.nodes[replica].log,
         )
     finally:
         writer.stop.set()
@@ -130,3 +131,23 @@ def named_too_early(sync: SyncStandby, primary: str, replica: str) -> StandbySta
     if rest(nodes[replica].rest_port, "/sync")[0] == 200:
         return True  # the key was written meanwhile: this reading proves nothing
     return status
+
+
+def test_the_writer_never_tries_an_id_twice(sync_standby: SyncStandby) -> None:
+    """A commit whose acknowledgment was lost (cut session, dead primary) may be on the new
+    primary: the writer of the drills and of these tests retried its id, failed on the key
+    from then on, and waited out its deadline (the failure that made this test flaky)."""
+    cluster = sync_standby.cluster
+    with psycopg.connect(cluster.write_conninfo(), autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY)")
+        conn.execute(f"INSERT INTO {TABLE} VALUES (2)")  # committed, never acknowledged
+    writer = Writer(cluster.write_conninfo(), TABLE)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        wait_for("ten commits", lambda: len(writer.acked) >= 10, 30)
+    finally:
+        writer.stop.set()
+        thread.join(10)
+    assert [a[0] for a in writer.acked[:3]] == [1, 3, 4]

@@ -93,16 +93,19 @@ class Writer:
     def run(self) -> None:
         next_id, conn = self.first_id, None
         while not self.stop.is_set():
+            # an id is never tried twice: a commit whose acknowledgment was lost (the node
+            # died or the session was cut while it committed) may well be there, on the new
+            # primary too, and trying its id again would fail on the key from then on
+            row_id, next_id = next_id, next_id + 1
             try:
                 if conn is None:
                     conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=1)
                 row = conn.execute(
                     f"INSERT INTO {self.table} (id) VALUES (%s) RETURNING inet_server_port()",
-                    (next_id,),
+                    (row_id,),
                 ).fetchone()
                 if row is not None:
-                    self.acked.append((next_id, int(row[0]), time.monotonic()))
-                next_id += 1  # an id is never reused, acknowledged or not
+                    self.acked.append((row_id, int(row[0]), time.monotonic()))
             except psycopg.Error:
                 if conn is not None:
                     conn.close()
