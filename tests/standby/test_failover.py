@@ -173,24 +173,44 @@ def test_pitr_to_either_side_of_the_failover_is_exact(
         restored.stop()
 
 
+def as_the_daemon(cluster: Cluster, pg_env: PgEnv, argv: list[str], env: dict[str, str]) -> Any:
+    """Run safehold as the daemon runs a job (the policy in SAFEHOLD_CONFIG, the
+    database password as a ~/.pgpass would give it); its last JSON line."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEHOLD_", "PG"))}
+    clean |= env | {"SAFEHOLD_CONFIG": str(cluster.policy)}
+    clean |= {"PGUSER": "postgres", "PGPASSWORD": SUPERUSER_PASSWORD}
+    proc = subprocess.run(
+        [sys.executable, "-m", "safehold", *argv], env=clean, capture_output=True, timeout=300
+    )
+    for path in (pg_env.repo, *pg_env.repo.rglob("*")):  # it ran as root
+        shutil.chown(path, "postgres", "postgres")
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout.decode().splitlines()[-1])
+
+
 def test_the_scheduled_backup_follows_the_primary(cluster: Cluster, pg_env: PgEnv) -> None:
-    """The daemon's full backup of the service's PostgreSQL source, run as the daemon runs
-    it (its command line and environment, the policy in SAFEHOLD_CONFIG), backs up pg2
-    now that it is the primary, although the policy's pgdata names pg1."""
+    """The daemon's full backup of the service's PostgreSQL source, with the daemon's
+    command line and environment, backs up pg2 now that it is the primary, although the
+    policy's pgdata names pg1."""
     policy = load_policy(str(cluster.policy))
     [command] = job_commands(policy, JobId("backup", "db/pg", "full"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEHOLD_", "PG"))}
-    env |= command.env | {"SAFEHOLD_CONFIG": str(cluster.policy)}
-    env |= {"PGUSER": "postgres", "PGPASSWORD": SUPERUSER_PASSWORD}  # as a ~/.pgpass would
-    proc = subprocess.run(
-        [sys.executable, "-m", "safehold", *command.argv], env=env, capture_output=True
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    summary = json.loads(proc.stdout.decode().splitlines()[-1])
+    summary = as_the_daemon(cluster, pg_env, command.argv, command.env)
     assert summary["source"]["pgdata"] == str(cluster.nodes["pg2"].pgdata), summary
     assert summary["source"]["timeline"] == 2
-    for path in (pg_env.repo, *pg_env.repo.rglob("*")):  # the backup ran as root
-        shutil.chown(path, "postgres", "postgres")
+
+
+def test_a_cut_marks_the_primary(cluster: Cluster, pg_env: PgEnv) -> None:
+    """`safehold cut` sets its restore point on pg2, the primary now (pg1, a replica,
+    could not take one), although the policy's source names no node."""
+    doc = as_the_daemon(cluster, pg_env, ["--json", "cut", "db"], {})
+    mark = doc["sources"]["pg"]
+    with psycopg.connect(cluster.node_conninfo("pg2"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_walfile_name(%s::pg_lsn), system_identifier::text FROM pg_control_system()",
+            (mark["lsn"],),
+        ).fetchone()
+    assert row is not None and row[0].startswith("00000002"), (row, mark)
+    assert row[1] == mark["system_id"]
 
 
 def test_switchover_drill_hands_the_writes_back(cluster: Cluster, pg_env: PgEnv) -> None:

@@ -70,7 +70,11 @@ def record_cut(policy: Policy, service: str, repo: Repository) -> dict[str, Any]
     moment = datetime.now(UTC)  # without a database: every snapshot's data was read by now
     doc["id"] = cut_id = _cut_id(moment)
     for source in databases:
-        mark = _mark_binlog(source, repo) if source.kind == "mysql" else _mark(source, cut_id)
+        mark = (
+            _mark_binlog(source, repo)
+            if source.kind == "mysql"
+            else _mark(_pg_conninfo(policy, service, source), cut_id)
+        )
         doc["sources"][source.name] = mark
     if databases:
         moment = min(parse_time(doc["sources"][s.name]["time"]) for s in databases)
@@ -161,12 +165,25 @@ def _backup_by_command(policy: Policy, service: str, source: Source) -> str:
     raise CutFailed(service, f"the backup of {source.name} named no snapshot")
 
 
-def _mark(source: Source, cut_id: str) -> dict[str, Any]:
-    """A named restore point in the cluster's WAL, switched out so it is archived."""
-    from safehold.sources.postgres.physical import connect, conninfo_of
+def _pg_conninfo(policy: Policy, service: str, source: Source) -> str:
+    """The source's connection; for the service's hot standby, to the node Patroni runs as
+    primary now (a replica cannot take a restore point)."""
+    from safehold.dr.standby.config import resolve_setup, standby_source
+    from safehold.dr.standby.status import current_primary
+    from safehold.sources.postgres.physical import conninfo_of
 
     options: Any = source.options
-    conninfo = conninfo_of(options.dsn, options.host, options.port, options.user)
+    host, port = options.host, options.port
+    if standby_source(policy, service) == source.name:
+        node = current_primary(resolve_setup(policy, service))
+        host, port = node.host, node.port
+    return conninfo_of(options.dsn, host, port, options.user)
+
+
+def _mark(conninfo: str, cut_id: str) -> dict[str, Any]:
+    """A named restore point in the cluster's WAL, switched out so it is archived."""
+    from safehold.sources.postgres.physical import connect
+
     name = f"safehold-cut-{cut_id}"
     with connect(conninfo) as conn:
         row = conn.execute(
