@@ -1,10 +1,12 @@
 """Server settings for the WAL replay of a recovered PostgreSQL cluster, and only for it.
 
 PostgreSQL replays archived WAL in one process, and with the cluster's own settings a
-database larger than its ``shared_buffers`` keeps evicting dirty pages while it replays;
-each page written during recovery first pushes the minimum recovery point in pg_control
-forward (written and fsynced), and every ``max_wal_size`` of WAL or ``checkpoint_timeout``
-a restartpoint writes and fsyncs everything dirty. So a recovery starts the server with
+database larger than its ``shared_buffers`` keeps evicting dirty pages while it replays
+(a page written during recovery may first move the minimum recovery point in pg_control
+forward, a write and an fsync), and every ``max_wal_size`` of WAL or ``checkpoint_timeout``
+a restartpoint writes and fsyncs everything dirty: on bench/recover_run.py (2 GB, 3.2 GB
+of pgbench WAL, shared_buffers 128MB) the redo took 66 s, 9.4 s of it system time; with
+these settings 28 s, 2.4 s. So a recovery starts the server with
 these settings on its command line (``pg_ctl -o '-c name=value'``, never written into the
 restored configuration): buffers that hold the database (within a quarter of the memory
 available), and restartpoints rare. When replay has ended the server is stopped (its
