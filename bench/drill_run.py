@@ -28,7 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recover_run import POLICY, clean_env, make_files, recover, run
+from recover_run import clean_env, make_files, policy, recover, run
+from tests.policy import daemon_table, run_job
 from tests.sources.pg_server import PG_BIN, init_cluster, postgres_dir, write_safehold_wrapper
 
 PASSWORD = "safehold-bench-password"
@@ -48,10 +49,6 @@ def main() -> None:
 
 
 def bench(base: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from safehold.dr.jobs import job_commands
-    from safehold.dr.load import load_policy
-    from safehold.dr.schedule import JobId
-
     out: dict[str, Any] = {}
     repo, password = base / "repo", base / "password"
     password.write_text(PASSWORD)
@@ -68,16 +65,11 @@ def bench(base: Path, args: argparse.Namespace) -> dict[str, Any]:
         run(PG_BIN / "pgbench", *cluster.client_args(), "-i", "-q", "-s", args.scale, "postgres")
         config = base / "safehold.toml"
         config.write_text(
-            POLICY.format(
-                repo=repo, password=password, pgdata=cluster.pgdata, sockdir=base,
-                port=cluster.port, files=files, wrapper=wrapper,
-            )
-            + f'[daemon]\nstate_dir = "{base / "state"}"\nmetrics = "off"\n'
-        )  # fmt: skip
-        policy = load_policy(config)
+            policy(repo, password, cluster, files, wrapper)
+            + daemon_table(base / "state", metrics="off")
+        )
         for target, schedule in (("bench/db", "full"), ("bench/files", "backup")):
-            for command in job_commands(policy, JobId("backup", target, schedule)):
-                run(*safehold, *command.argv, env=clean_env(**command.env))
+            run_job(config, "backup", target, schedule, env=clean_env(), timeout=3600)
         run(PG_BIN / "pgbench", *cluster.client_args(), "-c", "2", "-T", args.wal_seconds,
             "postgres")  # fmt: skip
         cluster.wait_archived(timeout=3600)

@@ -15,33 +15,20 @@ from typing import Any
 
 import pytest
 
-from safehold.dr.jobs import job_commands
-from safehold.dr.load import load_policy
-from safehold.dr.schedule import JobId
+from tests.policy import (
+    daemon_table,
+    files_source,
+    postgres_source,
+    repository_table,
+    run_job,
+    sqlite_source,
+)
 from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env
 from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(600)
 
-POLICY = """
-[repositories.main]
-location = "{repo}"
-password_file = "{password}"
-
-[services.app]
-[[services.app.sources]]
-name = "db"
-kind = "postgres"
-options = {{ pgdata = "{pgdata}", host = "{sockdir}", port = {pgport}, user = "postgres" }}
-[[services.app.sources]]
-name = "uploads"
-kind = "files"
-options.paths = ["{uploads}"]
-[[services.app.sources]]
-name = "meta"
-kind = "sqlite"
-options.database = "{sqlite}"
-
+RECOVERY_AND_DRILL = """
 [services.app.recovery]
 safehold_command = "{wrapper}"
 timeout = "5m"
@@ -53,10 +40,6 @@ name = "every order"
 sql = "SELECT count(*) FROM orders"
 source = "db"
 expect = "300"
-
-[daemon]
-state_dir = "{state}"
-metrics = "off"
 """
 
 
@@ -66,18 +49,6 @@ def _digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def _job(config: Path, action: str, target: str, schedule: str) -> None:
-    for command in job_commands(load_policy(config), JobId(action, target, schedule)):
-        proc = subprocess.run(
-            [*SAFEHOLD, *command.argv],
-            capture_output=True,
-            text=True,
-            env=clean_env(SAFEHOLD_CONFIG=str(config), **command.env),
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr
 
 
 def _drill(config: Path, sandbox: Path) -> tuple[int, dict[str, Any], str]:
@@ -113,16 +84,18 @@ def test_a_drill_of_postgres_files_and_sqlite(pg_env: PgEnv) -> None:  # noqa: F
     live.sql("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 200) g")
     config = base / "safehold.toml"
     config.write_text(
-        POLICY.format(
-            repo=pg_env.repo, password=pg_env.password_file, pgdata=live.pgdata,
-            sockdir=live.sockdir, pgport=live.port, uploads=uploads, sqlite=base / "meta.db",
-            wrapper=pg_env.wrapper, state=base / "state",
-        )
-    )  # fmt: skip
-    _job(config, "backup", "app/db", "full")
+        repository_table(pg_env.repo, pg_env.password_file)
+        + "[services.app]\n"
+        + postgres_source("app", live.pgdata, live.sockdir, live.port)
+        + files_source("app", uploads, name="uploads")
+        + sqlite_source("app", base / "meta.db")
+        + RECOVERY_AND_DRILL.format(wrapper=pg_env.wrapper)
+        + daemon_table(base / "state", metrics="off")
+    )
+    run_job(config, "backup", "app/db", "full")
     live.sql("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(201, 300) g")
-    _job(config, "backup", "app/uploads", "backup")
-    _job(config, "backup", "app/meta", "backup")
+    run_job(config, "backup", "app/uploads", "backup")
+    run_job(config, "backup", "app/meta", "backup")
     live.sql("CREATE TABLE heartbeat AS SELECT now() AS t")  # the database moves on
     live.sql("SELECT pg_switch_wal()")
     live.wait_archived()

@@ -30,10 +30,15 @@ from typing import Any
 
 import pytest
 
-from safehold.dr.jobs import job_commands
-from safehold.dr.load import load_policy
-from safehold.dr.schedule import JobId
 from safehold.service.history import JobRun
+from tests.policy import (
+    daemon_table,
+    files_source,
+    postgres_source,
+    repository_table,
+    run_job,
+    sqlite_source,
+)
 from tests.servers import free_port
 from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env
 from tests.sources.pg_fixtures import PgEnv, pg_env  # noqa: F401  (the fixture)
@@ -42,45 +47,15 @@ from tests.sources.test_redis import _stop as stop_redis
 
 pytestmark = pytest.mark.timeout(900)
 
-POLICY = """
-[repositories.main]
-location = "{repo}"
-password_file = "{password}"
-
-[services.app]
-[[services.app.sources]]
-name = "db"
-kind = "postgres"
-options = {{ pgdata = "{pgdata}", host = "{sockdir}", port = {pgport}, user = "postgres" }}
-schedules = {{ full = "0 0 1 1 *", incremental = "off" }}  # the daemon takes one at once
-[[services.app.sources]]
-name = "uploads"
-kind = "files"
-options.paths = ["{uploads}"]
-schedules.backup = "*/2 * * * * *"
-[[services.app.sources]]
-name = "config"
-kind = "files"
-options.paths = ["{config}"]
-schedules.backup = "*/2 * * * * *"
-[[services.app.sources]]
-name = "meta"
-kind = "sqlite"
-options.database = "{sqlite}"
-schedules.backup = "*/2 * * * * *"
+REDIS_SOURCE = """
 [[services.app.sources]]
 name = "cache"
 kind = "redis"
 options = {{ host = "127.0.0.1", port = {redis_port} }}
 schedules.backup = "*/2 * * * * *"
 
-[daemon]
-state_dir = "{state}"
-metrics = "off"
-status_interval = "1h"
-concurrency = 4
-retries = 0
-
+"""
+RECOVERY = """
 [services.app.recovery]
 cuts = "*/3 * * * * *"
 safehold_command = "{wrapper}"
@@ -128,19 +103,7 @@ class Service:
 
     def job(self, action: str, target: str, schedule: str) -> str:
         """The daemon's command for one job, run as the daemon runs it; its stdout."""
-        policy = load_policy(self.config)
-        out = ""
-        for command in job_commands(policy, JobId(action, target, schedule)):
-            proc = subprocess.run(
-                [*SAFEHOLD, *command.argv],
-                capture_output=True,
-                text=True,
-                env=clean_env(SAFEHOLD_CONFIG=str(self.config), **command.env),
-                timeout=300,
-            )
-            assert proc.returncode == 0, proc.stderr
-            out += proc.stdout
-        return out
+        return run_job(self.config, action, target, schedule)
 
     def backup(self, source: str, schedule: str = "backup") -> None:
         self.job("backup", f"app/{source}", schedule)
@@ -209,22 +172,23 @@ def service(pg_env: PgEnv) -> Iterator[Service]:  # noqa: F811
     redis_port = free_port()
     redis_pid = _start_redis(live / "redis", redis_port)
     config = base / "safehold.toml"
+    every_2s = "*/2 * * * * *"
     config.write_text(
-        POLICY.format(
-            repo=pg_env.repo,
-            password=pg_env.password_file,
-            pgdata=cluster.pgdata,
-            sockdir=cluster.sockdir,
-            pgport=cluster.port,
-            uploads=live / "uploads",
-            config=live / "config",
-            sqlite=live / "meta.db",
-            redis_port=redis_port,
-            redis_dir="/var/lib/redis-app",
-            wrapper=pg_env.wrapper,
-            state=base / "state",
+        repository_table(pg_env.repo, pg_env.password_file)
+        + "[services.app]\n"
+        + postgres_source(  # the daemon takes one base backup at once
+            "app", cluster.pgdata, cluster.sockdir, cluster.port,
+            schedules='{ full = "0 0 1 1 *", incremental = "off" }',
         )
-    )
+        + files_source("app", live / "uploads", name="uploads", backup=every_2s)
+        + files_source("app", live / "config", name="config", backup=every_2s)
+        + sqlite_source("app", live / "meta.db", backup=every_2s)
+        + REDIS_SOURCE.format(redis_port=redis_port)
+        + daemon_table(
+            base / "state", metrics="off", status_interval="1h", concurrency=4, retries=0
+        )
+        + RECOVERY.format(wrapper=pg_env.wrapper, redis_dir="/var/lib/redis-app")
+    )  # fmt: skip
     svc = Service(pg_env, cluster, base, config, redis_pid, redis_port)
     try:
         yield svc

@@ -12,6 +12,7 @@ from safehold.dr.load import load_policy
 from safehold.dr.runbook import build_runbook, publish_runbooks, render
 from safehold.dr.status import open_policy_repository
 from tests.dr.test_plan_cmd import SOURCES, _parse
+from tests.policy import daemon_table, files_source, repository_table
 from tests.service.daemon_helpers import (
     SAFEHOLD,
     DaemonRun,
@@ -55,22 +56,10 @@ def _policy(tmp_path: Path, description: str) -> Path:
     password = tmp_path / "password"
     config = tmp_path / "safehold.toml"
     config.write_text(
-        f"""
-[repositories.main]
-location = "{tmp_path / "repo"}"
-password_file = "{password}"
-[services.app]
-description = "{description}"
-[[services.app.sources]]
-name = "files"
-kind = "files"
-options.paths = ["{tmp_path}"]
-schedules.backup = "off"
-[daemon]
-state_dir = "{tmp_path / "state"}"
-metrics = "off"
-status_interval = "1h"
-"""
+        repository_table(tmp_path / "repo", password)
+        + f'[services.app]\ndescription = "{description}"\n'
+        + files_source("app", tmp_path, backup="off")
+        + daemon_table(tmp_path / "state", metrics="off", status_interval="1h")
     )
     return config
 

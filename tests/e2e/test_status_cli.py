@@ -7,9 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from safehold.dr.jobs import job_commands
-from safehold.dr.load import load_policy
-from safehold.dr.schedule import JobId
+from tests.policy import daemon_table, files_source, repository_table, run_job
 from tests.service.daemon_helpers import SAFEHOLD, clean_env, init_repo, write_password
 
 
@@ -21,23 +19,10 @@ def setup(tmp_path: Path, rpo: str) -> Path:
     (data / "a.txt").write_text("a")
     config = tmp_path / "safehold.toml"
     config.write_text(
-        f"""
-[repositories.main]
-location = "{tmp_path / "repo"}"
-password_file = "{password}"
-[[repositories.main.replicas]]
-location = "{tmp_path / "replica"}"
-
-[services.app]
-objectives.rpo = "{rpo}"
-[[services.app.sources]]
-name = "files"
-kind = "files"
-options.paths = ["{data}"]
-
-[daemon]
-state_dir = "{tmp_path / "state"}"
-"""
+        repository_table(tmp_path / "repo", password, tmp_path / "replica")
+        + f'[services.app]\nobjectives.rpo = "{rpo}"\n'
+        + files_source("app", data)
+        + daemon_table(tmp_path / "state")
     )
     return config
 
@@ -48,19 +33,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-FILES_BACKUP = JobId("backup", "app/files", "backup")
-
-
-def backup(config: Path, job: JobId = FILES_BACKUP) -> None:
-    """One job of the policy as the daemon runs it (the files source's backup by default)."""
-    policy = load_policy(config)
-    (command,) = job_commands(policy, job)
-    subprocess.run(
-        [*SAFEHOLD, *command.argv],
-        env={**clean_env(), **command.env},
-        check=True,
-        capture_output=True,
-    )
+def backup(config: Path) -> None:
+    """The files source's backup, as the daemon runs it."""
+    run_job(config, "backup", "app/files", "backup")
 
 
 def test_never_backed_up_is_outside_then_a_backup_brings_it_within(tmp_path: Path) -> None:
@@ -93,7 +68,7 @@ def test_never_backed_up_is_outside_then_a_backup_brings_it_within(tmp_path: Pat
 def test_a_replica_missing_a_pack_is_behind_and_says_what_it_lacks(tmp_path: Path) -> None:
     config = setup(tmp_path, "1h")
     backup(config)
-    backup(config, JobId("replicate", "main", str(tmp_path / "replica")))
+    run_job(config, "replicate", "main", str(tmp_path / "replica"))
     synced = json.loads(run("--json", "status", "-c", str(config)).stdout)["replicas"][0]
     assert synced["lag_seconds"] == 0 and synced["missing"] == {} and synced["behind"] is None
 

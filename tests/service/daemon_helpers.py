@@ -4,7 +4,6 @@ real process, and waiting on its job history."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -17,14 +16,18 @@ from typing import Any
 
 from safehold.service.history import JobHistory, JobRun
 from tests.conftest import PASSWORD
+from tests.policy import clean_env
+
+__all__ = [
+    "SAFEHOLD",
+    "DaemonRun",
+    "clean_env",
+    "init_repo",
+    "safehold_json",
+    "write_password",
+]
 
 SAFEHOLD = [sys.executable, "-m", "safehold"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
-    env.update(extra)
-    return env
 
 
 def init_repo(location: str, password_file: Path, env: dict[str, str] | None = None) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import bcrypt
 
+from tests.policy import daemon_table, files_source, repository_table
 from tests.servers import free_port
 from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env, init_repo, write_password
 
@@ -152,21 +153,10 @@ def make_site(base: Path, rpo: str = "1h", extra_daemon: str = "") -> Site:
     port = free_port()
     config = base / "safehold.toml"
     config.write_text(
-        f"""
-[repositories.main]
-location = "{base / "repo"}"
-password_file = "{password}"
-[[repositories.main.replicas]]
-location = "{base / "replica"}"
-
-[services.app]
-objectives.rpo = "{rpo}"
-[[services.app.sources]]
-name = "files"
-kind = "files"
-options.paths = ["{data}"]
-schedules.backup = "0 0 1 1 *"
-
+        repository_table(base / "repo", password, base / "replica")
+        + f'[services.app]\nobjectives.rpo = "{rpo}"\n'
+        + files_source("app", data, backup="0 0 1 1 *")
+        + f"""
 [services.db]
 [[services.db.sources]]
 name = "pg"
@@ -176,14 +166,16 @@ options.dsn = "postgresql://backup:{DSN_SECRET}@127.0.0.1:1/app"
 schedules.full = "0 0 1 1 *"
 schedules.logs = "off"
 
-[daemon]
-state_dir = "{base / "state"}"
-metrics = "off"
-http = "127.0.0.1:{port}"
-status_interval = "1s"
-retries = 0
-stop_grace = "5s"
-{extra_daemon}
+"""
+        + daemon_table(
+            base / "state",
+            metrics="off",
+            http=f"127.0.0.1:{port}",
+            status_interval="1s",
+            retries=0,
+            stop_grace="5s",
+        )
+        + f"""{extra_daemon}
 [daemon.check]
 schedule = "off"
 [daemon.retention]

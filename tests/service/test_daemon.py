@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from safehold.service.history import JobRun
+from tests.policy import daemon_table, repository_table
 from tests.service.daemon_helpers import (
     SAFEHOLD,
     DaemonRun,
@@ -31,24 +32,10 @@ def write_policy(tmp_path: Path, source: str, daemon: str = "") -> Path:
     init_repo(str(tmp_path / "repo"), password)
     config = tmp_path / "safehold.toml"
     config.write_text(
-        f"""
-[repositories.main]
-location = "{tmp_path / "repo"}"
-password_file = "{password}"
-[[repositories.main.replicas]]
-location = "{tmp_path / "replica"}"
-
-[services.app]
-objectives.rpo = "1h"
-{source}
-
-[daemon]
-state_dir = "{tmp_path / "state"}"
-metrics = "off"
-status_interval = "1h"
-retries = 0
-{daemon}
-"""
+        repository_table(tmp_path / "repo", password, tmp_path / "replica")
+        + f'[services.app]\nobjectives.rpo = "1h"\n{source}\n'
+        + daemon_table(tmp_path / "state", metrics="off", status_interval="1h", retries=0)
+        + daemon
     )
     return config
 

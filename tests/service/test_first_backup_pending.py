@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.policy import daemon_table, repository_table
 from tests.service.daemon_helpers import SAFEHOLD, DaemonRun, clean_env, init_repo, write_password
 from tests.service.test_alerts import Receiver
 
@@ -45,18 +46,11 @@ def test_first_backup_under_way_is_pending_then_judged(tmp_path: Path) -> None:
     receiver = Receiver()
     config = tmp_path / "safehold.toml"
     config.write_text(
-        f"""
-[repositories.main]
-location = "{tmp_path / "repo"}"
-password_file = "{password}"
-{SOURCE.format(service="slow", script="sleep 14; echo data")}
-{SOURCE.format(service="bad", script="sleep 10; exit 7")}
-[daemon]
-state_dir = "{tmp_path / "state"}"
-metrics = "off"
-status_interval = "1s"
-retries = 0
-[[daemon.alerts.webhooks]]
+        repository_table(tmp_path / "repo", password)
+        + SOURCE.format(service="slow", script="sleep 14; echo data")
+        + SOURCE.format(service="bad", script="sleep 10; exit 7")
+        + daemon_table(tmp_path / "state", metrics="off", status_interval="1s", retries=0)
+        + f"""[[daemon.alerts.webhooks]]
 url = "{receiver.url}"
 """
     )
