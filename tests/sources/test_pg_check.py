@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,34 @@ from tests.sources.pg_server import PgCluster, runuser
 
 pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[2]
+INSTALLED_TEST = "test_installed_safehold_archives_as_postgres"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def install(
+    pg_env: PgEnv, request: pytest.FixtureRequest
+) -> Iterator[subprocess.Popen[bytes] | None]:
+    """scripts/install.sh into the module's directory, started with the module's first test:
+    it waits on PyPI and the disk for about a minute, which the checks before it overlap."""
+    if not any(item.name == INSTALLED_TEST for item in request.session.items):
+        yield None
+        return
+    script = [
+        str(ROOT / "scripts" / "install.sh"),
+        pg_env.base / "opt-safehold",
+        pg_env.base / "bin",
+    ]
+    with (
+        open(pg_env.base / "install.out", "w") as out,
+        open(pg_env.base / "install.err", "w") as err,
+    ):
+        proc = subprocess.Popen(["bash", *script], stdout=out, stderr=err, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:  # its test did not run to the end: pip goes too
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def pg_check(env: PgEnv, cluster: PgCluster, *args: str, as_root: bool = False) -> Any:
@@ -114,20 +144,16 @@ def test_pg_check_healthy_then_each_broken_setting(pg_env: PgEnv, tmp_path: Path
     assert "readable and writable by postgres" in failed(checks)["repository"], checks
 
 
-def test_installed_safehold_archives_as_postgres(pg_env: PgEnv) -> None:
+def test_installed_safehold_archives_as_postgres(
+    pg_env: PgEnv, install: subprocess.Popen[bytes] | None
+) -> None:
     """The production install (scripts/install.sh: a venv of the system Python, linked into
     a bin directory) is what archive_command runs as postgres, and pg check passes with it.
     About a minute: pip installs safehold and its dependencies into the new venv."""
-    prefix, bindir = pg_env.base / "opt-safehold", pg_env.base / "bin"
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install.sh"), str(prefix), str(bindir)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "checked: postgres runs" in proc.stdout
-    installed = bindir / "safehold"
+    assert install is not None
+    assert install.wait(timeout=900) == 0, (pg_env.base / "install.err").read_text()[-3000:]
+    assert "checked: postgres runs" in (pg_env.base / "install.out").read_text()
+    installed = pg_env.base / "bin" / "safehold"
     args = " ".join(pg_env.safehold_args)
     cluster = pg_env.cluster("installed", f"{installed} {args} --quiet pg wal-push %p")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEHOLD_")}
