@@ -99,6 +99,16 @@ class DaemonRun:
         finally:
             h.close()
 
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until the daemon holds its policy's lock and says it started."""
+        deadline = time.monotonic() + timeout
+        while "daemon started" not in self.text():
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon did not start within {timeout} s:\n{self.text()}")
+            time.sleep(0.1)
+
     def wait_for(
         self, what: str, condition: Callable[[list[JobRun]], bool], timeout: float = 60
     ) -> list[JobRun]:
