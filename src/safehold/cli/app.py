@@ -39,8 +39,8 @@ HELP_PANELS: dict[str, tuple[str, ...]] = {
 MORE_PANEL = "More commands"
 GLOBAL_OPTIONS_EPILOG = (
     "Global options may also follow the command: --repo/-r, --password-file/-p, --json,"
-    " --quiet/-q, --verbose, --retry-lock, --connections, --no-lock, --no-cache"
-    " (see `safehold --help`)."
+    " --quiet/-q, --verbose, --retry-lock, --connections, --no-lock, --no-cache,"
+    " --no-key-cache (see `safehold --help`)."
 )
 
 
@@ -117,6 +117,14 @@ def main(
         bool,
         typer.Option("--no-cache", help="Do not use the local cache of a remote repository."),
     ] = False,
+    no_key_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-key-cache",
+            help="pg wal-fetch/wal-push: derive the key from the password on every call"
+            " (SAFEHOLD_KEY_CACHE=off does the same).",
+        ),
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option(
@@ -137,6 +145,7 @@ def main(
         retry_lock=parse_wait(retry_lock),
         no_lock=no_lock,
         no_cache=no_cache,
+        no_key_cache=no_key_cache,
         connections=connections,
     )
     ctx.call_on_close(ctx.obj.close)

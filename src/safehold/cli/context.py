@@ -13,6 +13,7 @@ from typing import Literal
 from safehold.cli.output import err
 from safehold.errors import InvalidArgument, WrongPassword, WrongPasswordFrom
 from safehold.repo.cache import DocumentCache
+from safehold.repo.keycache import KeyCache
 from safehold.repo.keys import DEFAULT_KDF, KdfParams
 from safehold.repo.lock import RepoLock, acquire
 from safehold.repo.repository import Repository
@@ -35,10 +36,12 @@ class Settings:
     retry_lock: float = 0.0
     no_lock: bool = False
     no_cache: bool = False
+    no_key_cache: bool = False
     connections: int | None = None  # None: the store's default
     resources: ExitStack = field(default_factory=ExitStack)
     lock: RepoLock | None = None
     password_origin: str = "the prompt"  # where the last password read came from
+    password_in_file: bool = False  # the last password read came from a file
 
     def location(self) -> str:
         location = self.repo or os.environ.get("SAFEHOLD_REPOSITORY")
@@ -64,6 +67,7 @@ class Settings:
         if path:
             flag = "--password-file" if self.password_file else "SAFEHOLD_PASSWORD_FILE"
             self.password_origin = _origin(f"{flag} {path}", PASSWORD_VARIABLES[1:])
+            self.password_in_file = True
             try:
                 with open(path, "rb") as f:
                     return f.read().rstrip(b"\r\n")
@@ -80,20 +84,28 @@ class Settings:
         return prompt_password("Repository password: ", confirm=confirm)
 
     def open_repository(
-        self, load_index: bool = True, lock: Literal["shared", "exclusive"] | None = None
+        self,
+        load_index: bool = True,
+        lock: Literal["shared", "exclusive"] | None = None,
+        key_cache: bool = False,
     ) -> Repository:
         """Open, lock (held until the command ends: see ``close``), then load the index.
 
         The lock comes before the index, so a prune that finished just before cannot leave
-        us an index naming packs it deleted.
+        us an index naming packs it deleted. ``key_cache``: a command run once per WAL file
+        may use the per-user key cache (repo/keycache.py), when ``use_key_cache`` allows.
         """
         location = self.location()
         store = self.open_store(location)
         password = self.password()
+        cache = KeyCache.default() if key_cache and self.use_key_cache() else None
         try:
-            repo = Repository.open(store, password)
+            repo = Repository.open(store, password, cache)
         except WrongPassword:
             raise WrongPasswordFrom(location, self.password_origin) from None
+        finally:
+            for warning in cache.warnings if cache is not None else []:
+                err().print(f"warning: {warning}", markup=False)
         if "://" in location and not self.no_cache:  # a local repository needs no cache
             repo.cache = DocumentCache.for_repository(repo.config.id)
         if lock == "exclusive" or (lock == "shared" and not self.no_lock):
@@ -105,6 +117,17 @@ class Settings:
             for damage in repo.damaged_indexes:  # the others still serve; never silently
                 err().print(f"warning: {damage}; skipped", markup=False)
         return repo
+
+    def use_key_cache(self) -> bool:
+        """SAFEHOLD_KEY_CACHE=off (or --no-key-cache) never, =on always; by default only
+        when the password was read from a file: the cache then gives its reader no more
+        than that file gives the same user (docs/FORMAT.md, "Key cache")."""
+        setting = os.environ.get("SAFEHOLD_KEY_CACHE", "auto").lower()
+        if self.no_key_cache or setting == "off":
+            return False
+        if setting not in ("auto", "on"):
+            raise InvalidArgument(f"SAFEHOLD_KEY_CACHE={setting!r}: use on, off or auto")
+        return setting == "on" or self.password_in_file
 
     def ensure_locked(self) -> None:
         """Before an irreversible step: fail if the lock this command holds has lapsed."""

@@ -26,7 +26,7 @@ __all__ = ["run"]
 
 EXIT_USAGE = 1  # as restic: a usage error is a failure like any other
 SWITCH_INTERVAL = 0.0005
-GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock", "--no-cache", "--verbose"}
+GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--no-lock", "--no-cache", "--no-key-cache", "--verbose"}
 COMMAND_MODULES = {
     "backup": "backup_cmd",
     "snapshots": "snapshots_cmd",

@@ -26,7 +26,7 @@ __all__ = ["fast_wal_command", "fetch_to", "push_from"]
 
 # global option: Settings field (None: read elsewhere, e.g. --verbose by cli/main.py)
 _FLAGS = {"--quiet": "quiet", "-q": "quiet", "--no-lock": "no_lock", "--no-cache": "no_cache",
-          "--verbose": None}  # fmt: skip
+          "--no-key-cache": "no_key_cache", "--verbose": None}  # fmt: skip
 _VALUES = {"--repo": "repo", "-r": "repo", "--password-file": "password_file",
            "-p": "password_file"}  # fmt: skip
 # command: (its options with a value, its flags, how many arguments)
@@ -42,7 +42,7 @@ def fetch_to(settings: Settings, name: str, path: str, system_id: str | None, pg
     from safehold.sources.postgres.walarchive import fetch_wal
     from safehold.sources.postgres.walnames import read_system_id
 
-    repo = settings.open_repository(load_index=False)
+    repo = settings.open_repository(load_index=False, key_cache=True)
     data = fetch_wal(repo, system_id or read_system_id(pgdata), name)
     full = path if os.path.isabs(path) else os.path.join(pgdata, path)
     tmp = f"{full}.safehold-tmp"
@@ -63,7 +63,7 @@ def push_from(settings: Settings, path: str, pgdata: str, primary: bool) -> None
     full = path if os.path.isabs(path) else os.path.join(pgdata, path)
     with open(full, "rb") as f:
         data = f.read()
-    repo = settings.open_repository(load_index=False)
+    repo = settings.open_repository(load_index=False, key_cache=True)
     name = os.path.basename(path)
     outcome = push_wal(repo, system_id, name, data)
     claim = timeline_to_claim(pgdata, name) if primary else None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from safehold.repo.crypto import content_hash
 
-__all__ = ["CACHED_KINDS", "DocumentCache", "default_cache_dir"]
+__all__ = ["CACHED_KINDS", "DocumentCache", "default_cache_dir", "tagged_cache_dir"]
 
 CACHED_KINDS = frozenset({"index", "snapshots"})
 TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# safehold cache (see bford.info/cachedir)\n"
@@ -33,19 +33,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "safehold"
 
 
+def tagged_cache_dir(base: Path | None = None) -> Path:
+    """The cache dir (default: ``default_cache_dir``), made if it can be, and tagged so
+    that backup tools skip it (bford.info/cachedir); errors are left to its users."""
+    base = base or default_cache_dir()
+    with contextlib.suppress(OSError):
+        base.mkdir(parents=True, exist_ok=True)
+        tag = base / "CACHEDIR.TAG"
+        if not tag.exists():
+            tag.write_text(TAG)
+    return base
+
+
 class DocumentCache:
     def __init__(self, root: Path) -> None:
         self.root = root
 
     @classmethod
     def for_repository(cls, repo_id: str, base: Path | None = None) -> DocumentCache:
-        base = base or default_cache_dir()
-        with contextlib.suppress(OSError):
-            base.mkdir(parents=True, exist_ok=True)
-            tag = base / "CACHEDIR.TAG"  # backup tools skip directories holding this file
-            if not tag.exists():
-                tag.write_text(TAG)
-        return cls(base / repo_id)
+        return cls(tagged_cache_dir(base) / repo_id)
 
     def get(self, kind: str, object_id: str) -> bytes | None:
         """The cached bytes, if present and whole (their hash is their name)."""

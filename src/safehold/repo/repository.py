@@ -32,6 +32,7 @@ from safehold.repo.compression import compress, decompress
 from safehold.repo.config import RepoConfig, read_version
 from safehold.repo.crypto import MasterKey, content_hash
 from safehold.repo.index import BlobLocation, Index, encode_index
+from safehold.repo.keycache import KeyCache
 from safehold.repo.keys import DEFAULT_KDF, KdfParams, KeyFile, make_key_file, unwrap
 from safehold.repo.limits import MAX_DOCUMENT_BYTES, MAX_LOG_FILE_BYTES, MAX_TREE_BYTES
 from safehold.repo.pack import BlobType, PackEntry, parse_header, tail_length
@@ -99,7 +100,11 @@ class Repository:
         return cls(store, key, config, key_id)
 
     @classmethod
-    def open(cls, store: ObjectStore, password: bytes) -> Repository:
+    def open(
+        cls, store: ObjectStore, password: bytes, key_cache: KeyCache | None = None
+    ) -> Repository:
+        """Open with the first key file ``password`` unwraps; ``key_cache`` spares the
+        password's KDF when it holds this repository's key for this password (checked)."""
         if not store.exists():
             raise RepositoryMissing(store.location)
         try:
@@ -110,6 +115,10 @@ class Repository:
             read_version(raw_config)
         except CorruptObject as exc:
             raise NotARepository(store.location, exc.args[1]) from None
+        if key_cache is not None and (
+            cached := _open_cached(store, raw_config, password, key_cache)
+        ):
+            return cls(store, *cached)
         damaged: list[CorruptObject] = []
         for info in store.list("keys/"):
             key_id = info.key.removeprefix("keys/")
@@ -120,7 +129,10 @@ class Repository:
                 continue
             key = unwrap(key_file, password)
             if key is not None:
-                return cls(store, key, RepoConfig.from_bytes(raw_config, key), key_id)
+                config = RepoConfig.from_bytes(raw_config, key)
+                if key_cache is not None:
+                    key_cache.save(raw_config, password, key, key_id)
+                return cls(store, key, config, key_id)
         if damaged and len(damaged) == len(list(store.list("keys/"))):
             raise damaged[0]
         if not damaged and not any(True for _ in store.list("keys/")):
@@ -473,6 +485,23 @@ def tree_text(raw: bytes, tree_id: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise CorruptObject(f"tree {tree_id}", "not a tree document (not UTF-8)") from None
+
+
+def _open_cached(
+    store: ObjectStore, raw_config: bytes, password: bytes, key_cache: KeyCache
+) -> tuple[MasterKey, RepoConfig, str] | None:
+    """The cached key, its config and key id, if its key file is still on the store (a
+    removed or changed password must stop working) and it authenticates the config."""
+    cached = key_cache.load(raw_config, password)
+    if cached is None:
+        return None
+    key, key_id = cached
+    try:
+        store.stat(f"keys/{key_id}")
+        return key, RepoConfig.from_bytes(raw_config, key), key_id
+    except (NotFound, CorruptObject):
+        key_cache.forget(raw_config)
+        return None
 
 
 def _has_config(store: ObjectStore) -> bool:
