@@ -66,8 +66,9 @@ class Index:
 
 
 _TYPES = {t.name.lower(): t for t in BlobType}
-_U32 = 2**32 - 1
+_U32, _I63 = 2**32 - 1, 2**63 - 1
 SEALED_OVERHEAD = 28  # nonce and tag (FORMAT.md §2)
+_MIN_LENGTH = SEALED_OVERHEAD + 1
 
 
 def document_entries(doc: Any, what: str) -> Iterator[tuple[bytes, BlobLocation]]:
@@ -84,22 +85,51 @@ def document_entries(doc: Any, what: str) -> Iterator[tuple[bytes, BlobLocation]
             raise CorruptObject(what, "not an index document (a pack without a list of blobs)")
         pack = hex_id(p.get("id"), what, "pack id")
         for b in p["blobs"]:
-            if not isinstance(b, dict):
-                raise CorruptObject(what, f"pack {pack}: a blob entry is not an object")
-            type_name = b.get("type")
-            blob_type = _TYPES.get(type_name) if isinstance(type_name, str) else None
-            if blob_type is None:
-                raise CorruptObject(what, f"pack {pack}: unknown blob type {type_name!r:.40}")
-            yield (
-                bytes.fromhex(hex_id(b.get("id"), what, "blob id")),
-                BlobLocation(
-                    pack,
-                    blob_type,
-                    _integer(b, "offset", 0, 2**63 - 1, what),
-                    _integer(b, "length", SEALED_OVERHEAD + 1, _U32, what),
-                    _integer(b, "raw_length", 0, _U32, what),
-                ),
-            )
+            if type(b) is dict:  # every command loads every entry: the checks inline
+                i, t, o = b.get("id"), b.get("type"), b.get("offset")
+                n, r = b.get("length"), b.get("raw_length")
+                if (
+                    type(o) is int  # a bool is no int here
+                    and type(n) is int
+                    and type(r) is int
+                    and 0 <= o <= _I63
+                    and _MIN_LENGTH <= n <= _U32
+                    and 0 <= r <= _U32
+                    and type(t) is str
+                    and t in _TYPES
+                    and type(i) is str
+                    and len(i) == 64
+                    and (blob_id := _from_hex(i)).hex() == i  # 64 lowercase hex digits
+                ):
+                    yield blob_id, BlobLocation(pack, _TYPES[t], o, n, r)
+                    continue
+            yield _checked_entry(pack, b, what)  # raises, naming the field
+
+
+def _from_hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
+
+
+def _checked_entry(pack: str, b: Any, what: str) -> tuple[bytes, BlobLocation]:
+    if not isinstance(b, dict):
+        raise CorruptObject(what, f"pack {pack}: a blob entry is not an object")
+    type_name = b.get("type")
+    blob_type = _TYPES.get(type_name) if isinstance(type_name, str) else None
+    if blob_type is None:
+        raise CorruptObject(what, f"pack {pack}: unknown blob type {type_name!r:.40}")
+    return (
+        bytes.fromhex(hex_id(b.get("id"), what, "blob id")),
+        BlobLocation(
+            pack,
+            blob_type,
+            _integer(b, "offset", 0, _I63, what),
+            _integer(b, "length", _MIN_LENGTH, _U32, what),
+            _integer(b, "raw_length", 0, _U32, what),
+        ),
+    )
 
 
 def hex_id(value: object, what: str, field: str) -> str:
