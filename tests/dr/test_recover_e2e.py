@@ -241,8 +241,12 @@ def _protected(runs: list[JobRun]) -> bool:
 
 
 def _oracle(svc: Service, root: Path, summary: dict[str, Any], strict_window: float) -> None:
-    """Every upload file has its row; every row older than the uploads' data has its file
-    (within ``strict_window`` seconds of it); nothing is newer than the recovery point."""
+    """Every upload file has its row; every row committed before the uploads' snapshot
+    began its walk has its file (but for ``strict_window`` seconds, the writer's gap between
+    a commit and its file); nothing is newer than the recovery point.
+
+    The walk's start, not its end (the recovery point): a file written while the walk ran
+    may be missed, and on a loaded machine a walk of the uploads takes seconds."""
     by_name = {s["name"]: s for s in summary["sources"]}
     db = by_name["db"]
     cluster = PgCluster(Path(db["target"]), db["port"], svc.live.sockdir)
@@ -252,8 +256,9 @@ def _oracle(svc: Service, root: Path, summary: dict[str, Any], strict_window: fl
     assert files, "no upload file came back"
     missing_rows = sorted(set(files) - set(rows))
     assert not missing_rows, f"upload files without their rows: {missing_rows[:10]}"
-    uploads_point = datetime.fromisoformat(by_name["uploads"]["point"])
-    read_from = uploads_point - timedelta(seconds=strict_window)
+    uploads_id = by_name["uploads"]["snapshot_id"]
+    (walk,) = [s["time"] for s in svc.env.json("snapshots") if s["id"] == uploads_id]
+    read_from = datetime.fromisoformat(walk) - timedelta(seconds=strict_window)
     missing_files = sorted(i for i, t in rows.items() if t < read_from and i not in files)
     assert not missing_files, f"rows without their upload files: {missing_files[:10]}"
     point = datetime.fromisoformat(summary["point"])
