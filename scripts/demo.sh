@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e . 2>&1 | grep -v '^WARNING: Location' || true
+# installed once, and again when pyproject.toml (the dependencies) changed since: pip asks
+# the package index about every dependency, which takes most of a minute
+if [ ! -x .venv/bin/safehold ] || [ pyproject.toml -nt .venv/bin/safehold ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e . 2>&1 | grep -v '^WARNING: Location' || true
+fi
 
 source_dir=$(realpath "${1:-src}")
 work=$(mktemp -d /tmp/safehold-demo.XXXXXX)
