@@ -17,6 +17,7 @@ import pytest
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import PolicyError, load_policy, parse_policy
 from safehold.dr.recovery.replay import replay_settings
+from safehold.dr.recovery.walprefetch import spooled_restore_command
 from safehold.dr.schedule import JobId, scheduled_jobs
 from tests.dr.test_plan_cmd import _parse
 from tests.servers import run_seaweedfs
@@ -94,6 +95,33 @@ def test_replay_settings_hold_the_database_within_a_quarter_of_the_memory() -> N
     assert replay_settings(100 * gib, 16 * gib)["shared_buffers"] == "4096MB"  # a quarter
     assert replay_settings(1000, 16 * gib)["shared_buffers"] == "128MB"  # never below default
     assert replay_settings(2 * gib, 400 << 20) == {}  # no room: replay as configured
+
+
+def test_the_spooled_restore_command_serves_the_last_segment_twice(tmp_path: Path) -> None:
+    """PostgreSQL asks for the last segment it replayed again when it starts its new
+    timeline (after unlinking what it had): the spool keeps it for that, one at a time."""
+    spool, pg_wal = tmp_path / "pg data.wal-spool", tmp_path / "pg_wal"
+    spool.mkdir()
+    pg_wal.mkdir()
+    (spool / "SEG1").write_bytes(b"one")
+    (spool / "SEG2").write_bytes(b"two")
+    (spool / "SEG3.absent").touch()
+    command = spooled_restore_command(str(spool), "echo asked the repository for %f; exit 7")
+
+    def ask(name: str) -> tuple[int, bytes | None, str]:
+        target = pg_wal / "RECOVERYXLOG"
+        target.unlink(missing_ok=True)  # as PostgreSQL does before each restore_command
+        argv = ["sh", "-c", command.replace("%f", name).replace("%p", str(target))]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        return proc.returncode, target.read_bytes() if target.exists() else None, proc.stdout
+
+    assert ask("SEG1") == (0, b"one", "")
+    assert ask("SEG1") == (0, b"one", "")  # again: from the spool, not the repository
+    assert ask("SEG2") == (0, b"two", "")
+    assert ask("SEG1") == (7, None, "asked the repository for SEG1\n")  # only the last kept
+    assert ask("SEG2") == (0, b"two", "")
+    assert ask("SEG3")[0] == 1  # not archived, said without asking
+    assert sorted(p.name for p in spool.iterdir()) == ["SEG2.kept", "SEG3.absent"]
 
 
 def test_plan_shows_the_recovery_table_and_the_cut_job_parses(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ ends (the new timeline's and its parent's), each answered "not archived" by a pr
 start that took seconds on a busy host. So the history files the repository holds go into
 the spool first, and each one PostgreSQL may ask for that it does not hold (timeline 1's,
 and the one after the newest) is marked absent there, as the segment after the archive's
-end is.
+end is. The last segment taken stays linked in the spool until the next one is taken:
+PostgreSQL asks for it again when it starts its new timeline (another program start).
 """
 
 from __future__ import annotations
@@ -42,13 +43,16 @@ def spool_of(pgdata: str) -> str:
 
 
 def spooled_restore_command(spool: str, fallback: str) -> str:
-    """restore_command: the spool's segment if it is there; "not archived" for the segment
-    after the archive's end when the plan was made (a marker: asking the repository
-    would start a program only to hear so); else ``fallback``."""
+    """restore_command: the spool's segment if it is there, moved, and kept (a hard link,
+    ``%f.kept``) until the next one is taken: PostgreSQL asks for the last segment it
+    replayed again when it starts its new timeline; "not archived" for a file marked
+    absent when the plan was made (asking the repository would start a program only to
+    hear so); else ``fallback``."""
     q = shlex.quote(spool)
     return (
-        f"if test -f {q}/%f; then mv {q}/%f %p; elif test -f {q}/%f.absent; then exit 1;"
-        f" else {fallback}; fi"
+        f"if test -f {q}/%f; then rm -f {q}/*.kept; ln {q}/%f {q}/%f.kept 2>/dev/null;"
+        f" mv {q}/%f %p; elif test -f {q}/%f.kept; then rm -f %p && cp {q}/%f.kept %p;"
+        f" elif test -f {q}/%f.absent; then exit 1; else {fallback}; fi"
     )
 
 
@@ -127,7 +131,7 @@ class WalPrefetcher:
         pending[:] = [f for f in pending if not f.done()]
         try:
             names = os.listdir(self.spool)
-            return len(pending) + sum(1 for n in names if not n.endswith(".absent"))
+            return len(pending) + sum(1 for n in names if not n.endswith((".absent", ".kept")))
         except OSError:
             return 0
 
