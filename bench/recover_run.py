@@ -103,6 +103,11 @@ def main() -> None:
         help="first recover with --no-tune-replay (the replay as configured) into another sandbox",
     )
     parser.add_argument(
+        "--pgbackrest-async-get",
+        action="store_true",
+        help="pgBackRest's restore_command prefetches WAL (archive-async for archive-get)",
+    )
+    parser.add_argument(
         "--keep-logs", type=Path, help="copy the restored servers' logs (with timestamps) here"
     )
     args = parser.parse_args()
@@ -135,6 +140,12 @@ def bench(base: Path, args: argparse.Namespace) -> dict[str, Any]:
         f"start-fast=y\nlog-level-console=warn\nlog-path={base}/log\nlock-path={base}/lock\n"
         f"[bench]\npg1-path={cluster.pgdata}\npg1-socket-path={base}\npg1-port={cluster.port}\n"
     )
+    if args.pgbackrest_async_get:  # archive-get fetches ahead into a spool, as safehold does
+        with open(conf, "a") as f:
+            f.write(
+                f"[global:archive-get]\narchive-async=y\nspool-path={base}/pgbr-spool\n"
+                "archive-get-queue-max=1GiB\n"
+            )
     run("chown", "postgres:postgres", conf)
     files = base / "files"
     make_files(files, args.files_mb)
