@@ -271,6 +271,11 @@ def restore(
     )
     from safehold.sources.postgres.recovery_plan import check_reached, plan_recovery
     from safehold.sources.postgres.status import wal_gaps_after
+    from safehold.sources.postgres.walprefetch import (
+        WalPrefetcher,
+        spool_of,
+        spooled_restore_command,
+    )
 
     s = settings(ctx)
     if not target_dir:
@@ -299,10 +304,16 @@ def restore(
             )
     command = safehold_command or _default_safehold_command()
     password_file = s.password_file or os.environ.get("SAFEHOLD_PASSWORD_FILE")
+    restore_command = restore_command_for(command, s.location(), password_file)
+    spool = spool_of(os.path.abspath(target_dir))
+    if start:  # this process fetches WAL ahead of replay; a later start has no spool
+        if os.path.exists(spool) and os.listdir(spool):
+            raise InvalidArgument(f"WAL spool {spool} is not empty (an interrupted restore?)")
+        restore_command = spooled_restore_command(spool, restore_command)
     options = RecoveryOptions(
         target_dir=target_dir,
         target=plan.stop,
-        restore_command=restore_command_for(command, s.location(), password_file),
+        restore_command=restore_command,
         timeline=plan.timeline,
         tablespace_map=dict(t.split("=", 1) for t in tablespace or []),
         archive_command=(
@@ -314,9 +325,16 @@ def restore(
         inclusive=plan.inclusive,
     )
     result = restore_base(repo, snap, options, ErrorPrinter(s.json))
+    prefetched = 0
     if start:
         conninfo = f"host={socket_host} port={port or 5432} dbname=postgres user=postgres"
-        start_and_wait(result, os.path.abspath(target_dir), plan.pg_bin, conninfo, timeout, repo)
+        pgdata = os.path.abspath(target_dir)
+        prefetcher = WalPrefetcher.for_plan(repo, plan, pgdata, leave_first=True).start()
+        try:
+            start_and_wait(result, pgdata, plan.pg_bin, conninfo, timeout, repo)
+        finally:
+            prefetcher.stop()
+        prefetched = prefetcher.fetched
         check_reached(repo, plan, result.reached_time, result.reached_lsn)
     archiving = (
         f"archives into {s.location()} as the new primary"
@@ -345,6 +363,7 @@ def restore(
         "reached": result.reached if result.started else None,
         "timeline": result.timeline,
         "recovery_seconds": round(result.recovery_seconds, 3),
+        "wal_files_prefetched": prefetched,
         "archiving": "primary" if promote_as_primary else "off",
     }
     if s.json:
@@ -359,7 +378,8 @@ def restore(
             out().print(plan.note)
         if result.started:
             out().print(
-                f"recovery done in {doc['recovery_seconds']}s: reached {result.reached}, "
+                f"recovery done in {doc['recovery_seconds']}s ({prefetched} WAL files "
+                f"fetched ahead of replay): reached {result.reached}, "
                 f"now on timeline {result.timeline}; the cluster is running"
             )
         out().print(f"the restored cluster {archiving}")

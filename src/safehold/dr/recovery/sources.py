@@ -16,10 +16,10 @@ from typing import Any
 from safehold.archive.browse import dump_file, find_node
 from safehold.archive.restore import RestoreOptions, Restorer
 from safehold.dr.recovery.plan import LATEST, RecoveryPlan, SourcePlan, log_target_of
-from safehold.dr.recovery.walprefetch import WalPrefetcher, spool_of, spooled_restore_command
 from safehold.errors import RecoveryFailed, RecoveryRefused
 from safehold.repo.repository import Repository
 from safehold.repo.snapshot import Snapshot
+from safehold.sources.postgres.walprefetch import WalPrefetcher, spool_of, spooled_restore_command
 
 __all__ = [
     "PgCommands",

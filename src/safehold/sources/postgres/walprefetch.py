@@ -8,7 +8,9 @@ the segments of the lineage it will read, from the backup's first on, are fetche
 by a few threads of this process into a spool directory beside the data directory; the
 restore_command takes a segment from the spool when it is there (``mv``, no program start)
 and asks ``wal-fetch`` otherwise. At most ``WINDOW`` segments wait in the spool, so the disk
-it takes is bounded; the spool is removed when recovery has ended.
+it takes is bounded; the spool is removed when recovery has ended. ``safehold recover`` and
+``safehold pg restore --start`` both use it; a server started later by its user fetches
+every segment with ``wal-fetch`` (no spool there, the restore_command falls back).
 
 PostgreSQL also asks for timeline history files, at its start and again when recovery
 ends (the new timeline's and its parent's), each answered "not archived" by a program
@@ -72,8 +74,15 @@ class WalPrefetcher:
         self._thread = threading.Thread(target=self._run, name="wal-prefetch", daemon=True)
 
     @classmethod
-    def for_plan(cls, repo: Repository, pg_plan: Any, pgdata: str) -> WalPrefetcher:
-        """The segments of ``pg_plan``'s lineage from its base backup's first one on."""
+    def for_plan(
+        cls, repo: Repository, pg_plan: Any, pgdata: str, *, leave_first: bool = False
+    ) -> WalPrefetcher:
+        """The segments of ``pg_plan``'s lineage from its base backup's first one on.
+
+        ``leave_first``: the base backup's first segment is left to the restore_command's
+        own fetch, so a fetch that fails (the postgres user cannot read the password
+        file...) fails the recovery as it would without the spool: the server keeps that
+        restore_command once the spool is gone (``pg restore --start``)."""
         from safehold.sources.postgres.catalog import segment_size_of, start_segno
         from safehold.sources.postgres.lineage import lineage_segments
         from safehold.sources.postgres.walarchive import list_wal
@@ -97,7 +106,8 @@ class WalPrefetcher:
             end = first + len(run)  # the archive's end, not a gap
             timeline = pg_plan.lineage.timeline_of_segment(end, segment_size_of(snap))
             absent.append(segment_name(timeline, end, segment_size_of(snap)))
-        prefetcher = cls(repo, system_id, names + run, spool_of(pgdata), pgdata)
+        spooled = run[1:] if leave_first else run
+        prefetcher = cls(repo, system_id, names + spooled, spool_of(pgdata), pgdata)
         prefetcher.absent = absent
         return prefetcher
 
