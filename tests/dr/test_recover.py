@@ -17,8 +17,8 @@ import pytest
 from safehold.dr.jobs import job_commands
 from safehold.dr.load import PolicyError, load_policy, parse_policy
 from safehold.dr.recovery.replay import replay_settings
-from safehold.dr.recovery.walprefetch import spooled_restore_command
 from safehold.dr.schedule import JobId, scheduled_jobs
+from safehold.sources.postgres.walprefetch import spooled_restore_command
 from tests.dr.test_plan_cmd import _parse
 from tests.servers import run_seaweedfs
 from tests.service.daemon_helpers import (
