@@ -104,8 +104,25 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
 
 
+def wait_healthy(env: Any, policy: Path, deadline_seconds: float = 180.0) -> None:
+    """Until ``standby status`` has no problem (a primary and a streaming standby): with
+    Patroni's defaults (loop_wait 10 s) a rejoined node streams well after it runs."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        proc = env.run(
+            "--json", "standby", "status", "db", "-c", policy, check=False,
+            extra_env={"PGPASSWORD": SUPERUSER_PASSWORD},
+        )  # fmt: skip
+        if proc.returncode == 0 and json.loads(proc.stdout).get("healthy"):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the cluster did not become healthy: {proc.stdout.decode()}")
+        time.sleep(1)
+
+
 def traced_drill(env: Any, cluster: Cluster, mode: str) -> dict[str, Any]:
     """One drill with the tracer running, the phases and the load average added."""
+    wait_healthy(env, cluster.policy)
     tracer = Tracer(cluster)
     thread = threading.Thread(target=tracer.run, daemon=True)
     thread.start()
