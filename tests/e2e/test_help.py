@@ -88,10 +88,9 @@ def test_the_progress_bar_counts_bytes_in_binary_units_as_the_summaries() -> Non
 
 
 def test_shell_completion_is_offered() -> None:
-    script = subprocess.run(
-        [*SAFEHOLD, "--show-completion", "bash"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "_SAFEHOLD_COMPLETE=complete_bash" in script
+    shown = subprocess.run([*SAFEHOLD, "--show-completion", "bash"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "_SAFEHOLD_COMPLETE=complete_bash" in shown.stdout
     env = {**os.environ, "COMP_WORDS": "safehold res", "COMP_CWORD": "1"}
     env["_SAFEHOLD_COMPLETE"] = "complete_bash"
     words = subprocess.run(SAFEHOLD, capture_output=True, text=True, env=env).stdout.split()
