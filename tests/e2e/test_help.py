@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -88,7 +89,11 @@ def test_the_progress_bar_counts_bytes_in_binary_units_as_the_summaries() -> Non
 
 
 def test_shell_completion_is_offered() -> None:
-    shown = subprocess.run([*SAFEHOLD, "--show-completion", "bash"], capture_output=True, text=True)
+    # run from bash, as a user does: Typer finds the shell among the parent processes (a
+    # shell name after the option is not read), and a test runner may have none; `; exit`
+    # keeps bash from replacing itself with the command
+    command = shlex.join([*SAFEHOLD, "--show-completion"])
+    shown = subprocess.run(["bash", "-c", f"{command}; exit $?"], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "_SAFEHOLD_COMPLETE=complete_bash" in shown.stdout
     env = {**os.environ, "COMP_WORDS": "safehold res", "COMP_CWORD": "1"}
