@@ -152,7 +152,11 @@ def test_a_drill_of_postgres_files_and_sqlite(pg_env: PgEnv) -> None:  # noqa: F
     assert live.sql("SHOW port") == [(str(live.port),)]
 
     # the same service with a 1-second RTO objective: the data is right, the objective missed
-    config.write_text(config.read_text() + '[services.app.objectives]\nrto = "1s"\n')
+    # (the drill itself now takes about 1 s here, so a 2-second check makes the miss certain)
+    config.write_text(
+        config.read_text() + '[services.app.objectives]\nrto = "1s"\n'
+        '[[services.app.drill.checks]]\nname = "slow"\ncommand = "sleep 2"\n'
+    )
     code, report, err = _drill(config, base / "sandbox")
     assert code == 8, (err, report.get("error"))
     assert report["outcome"] == "objective missed" and report["rto_met"] is False
